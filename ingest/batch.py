@@ -1,0 +1,87 @@
+"""Map decoded readings onto registered devices and into table rows, one batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.decode import Decoded, Reason, Rejected
+from ingest.mqtt import Message
+from ingest.registry import DeviceInfo, DeviceKey
+from placewatch.kinds import MEASUREMENT_COLUMNS, BinFill, Kind, Reading
+
+
+@dataclass(slots=True, frozen=True)
+class Row:
+    """One reading as stored: (time, council_id, device_id, *measurements, received_at)."""
+
+    message: Message
+    kind: Kind
+    values: tuple[Any, ...]
+
+
+def device_keys(decoded: Sequence[Decoded]) -> set[DeviceKey]:
+    return {(d.address.council_id, d.address.device_id) for d in decoded}
+
+
+def to_rows(
+    decoded: Sequence[Decoded], devices: dict[DeviceKey, DeviceInfo]
+) -> tuple[list[Row], list[Rejected]]:
+    rows: list[Row] = []
+    rejected: list[Rejected] = []
+    for d in decoded:
+        a = d.address
+        info = devices.get((a.council_id, a.device_id))
+        if info is None:
+            rejected.append(
+                Rejected(
+                    d.message,
+                    a.council_id,
+                    Reason.UNKNOWN_DEVICE,
+                    f"device {a.device_id!r} is not registered in council {a.council_id!r}",
+                )
+            )
+            continue
+        if info.kind is not a.kind:
+            rejected.append(
+                Rejected(
+                    d.message,
+                    a.council_id,
+                    Reason.KIND_MISMATCH,
+                    f"device {a.device_id!r} is registered as {info.kind.value}, "
+                    f"not {a.kind.value}",
+                )
+            )
+            continue
+        measurements = _measurements(a.kind, d.reading, info)
+        received = datetime.fromtimestamp(d.message.received_at, UTC)
+        rows.append(
+            Row(
+                d.message,
+                a.kind,
+                (d.reading.time, a.council_id, a.device_id, *measurements, received),
+            )
+        )
+    return rows, rejected
+
+
+def _measurements(kind: Kind, reading: Reading, info: DeviceInfo) -> tuple[Any, ...]:
+    if kind is Kind.HOME_ACTIVITY:
+        values = [getattr(reading, c) for c in MEASUREMENT_COLUMNS[kind][1:]]
+        return (info.resident_id, *values)
+    values = [getattr(reading, c) for c in MEASUREMENT_COLUMNS[kind]]
+    if kind is Kind.BIN_FILL:
+        assert isinstance(reading, BinFill)
+        if reading.fill_pct is None:
+            values[0] = fill_from_distance(reading.distance_mm, info.properties)
+    return tuple(values)
+
+
+def fill_from_distance(distance_mm: float | None, properties: dict[str, Any]) -> float | None:
+    """Fill % of a bin from the ultrasonic distance to its contents and the bin's depth."""
+    depth = properties.get("depth_mm")
+    if distance_mm is None or not isinstance(depth, int | float) or depth <= 0:
+        return None
+    return max(0.0, min(100.0, (depth - distance_mm) / depth * 100.0))

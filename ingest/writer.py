@@ -1,0 +1,172 @@
+"""One transaction per batch: readings (binary COPY + dedupe), dead letters, device last-seen.
+
+Readings are COPied into a per-connection temporary staging table and moved with
+``INSERT ... ON CONFLICT DO NOTHING`` on the (council_id, device_id, time) key, so a re-delivered
+message is absorbed without a second row (COPY itself cannot skip conflicts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+
+from ingest.batch import Row
+from ingest.decode import Rejected
+from ingest.registry import DeviceKey
+from placewatch.kinds import KINDS, MEASUREMENT_COLUMNS, Kind
+
+
+def copy_columns(kind: Kind) -> tuple[str, ...]:
+    return ("time", "council_id", "device_id", *MEASUREMENT_COLUMNS[kind], "received_at")
+
+
+def _stage(kind: Kind) -> str:
+    return f"stage_{kind.value}"
+
+
+async def prepare_connection(conn: AsyncConnection[Any]) -> None:
+    """psycopg_pool ``configure`` hook (autocommit connections): staging tables live as long as
+    the connection and empty themselves at every commit."""
+    for kind in KINDS:
+        await conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)"
+                " ON COMMIT DELETE ROWS"
+            ).format(sql.Identifier(_stage(kind)), sql.Identifier(kind.value))
+        )
+
+
+async def load_copy_types(conn: AsyncConnection[Any]) -> dict[Kind, list[str]]:
+    """Postgres type names of each kind's COPY columns, read from the catalog (binary COPY
+    needs them, and the catalog is the one place they are defined)."""
+    types: dict[Kind, list[str]] = {}
+    for kind in KINDS:
+        cur = await conn.execute(
+            """SELECT a.attname, format_type(a.atttypid, NULL)
+               FROM pg_attribute a
+               WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped""",
+            (kind.value,),
+        )
+        by_name = {str(n): str(t) for n, t in await cur.fetchall()}
+        missing = [c for c in copy_columns(kind) if c not in by_name]
+        if missing:
+            raise RuntimeError(
+                f"table {kind.value} lacks columns {missing}: run placewatch migrate"
+            )
+        types[kind] = [by_name[c] for c in copy_columns(kind)]
+    return types
+
+
+@dataclass
+class WriteResult:
+    inserted: dict[Kind, int] = field(default_factory=dict)
+    duplicates: int = 0
+    dead_letters: int = 0
+
+
+async def write_batch(
+    conn: AsyncConnection[Any],
+    copy_types: dict[Kind, list[str]],
+    rows: Sequence[Row],
+    rejected: Sequence[Rejected],
+) -> WriteResult:
+    """Store one batch in one transaction; the caller acknowledges only after this returns."""
+    result = WriteResult()
+    by_kind: dict[Kind, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_kind[row.kind].append(row)
+    async with conn.transaction(), conn.cursor() as cur:
+        for kind, kind_rows in by_kind.items():
+            stage = sql.Identifier(_stage(kind))
+            columns = sql.SQL(", ").join(map(sql.Identifier, copy_columns(kind)))
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, columns)
+            async with cur.copy(copy_sql) as copy:
+                copy.set_types(copy_types[kind])
+                for row in kind_rows:
+                    await copy.write_row(row.values)
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} ({cols}) SELECT {cols} FROM {} ON CONFLICT DO NOTHING"
+                ).format(sql.Identifier(kind.value), stage, cols=columns)
+            )
+            result.inserted[kind] = cur.rowcount
+            result.duplicates += len(kind_rows) - cur.rowcount
+        if rejected:
+            result.dead_letters = await _store_dead_letters(cur, rejected)
+        if rows:
+            await _touch_devices(cur, rows)
+    return result
+
+
+async def _store_dead_letters(cur: Any, rejected: Sequence[Rejected]) -> int:
+    # One row per distinct (topic, payload); a redelivery (DUP) does not count as a new receipt.
+    grouped: dict[tuple[str, bytes], tuple[Rejected, int, float]] = {}
+    for r in rejected:
+        key = (r.message.topic, hashlib.sha256(r.message.payload).digest())
+        first, count, last = grouped.get(key, (r, 0, r.message.received_at))
+        grouped[key] = (
+            first,
+            count + (0 if r.message.dup else 1),
+            max(last, r.message.received_at),
+        )
+    params = [
+        {
+            "council_id": r.council_id,
+            "topic": topic,
+            "payload": r.message.payload,
+            "sha": sha,
+            "reason": r.reason,
+            "detail": r.detail,
+            "received_at": datetime.fromtimestamp(r.message.received_at, UTC),
+            "last_received_at": datetime.fromtimestamp(last, UTC),
+            "n": count,
+        }
+        for (topic, sha), (r, count, last) in grouped.items()
+    ]
+    await cur.executemany(
+        """INSERT INTO dead_letters (council_id, topic, payload, payload_sha256, reason, detail,
+                                     received_at, last_received_at, occurrences)
+           VALUES (%(council_id)s, %(topic)s, %(payload)s, %(sha)s, %(reason)s, %(detail)s,
+                   %(received_at)s, %(last_received_at)s, greatest(%(n)s, 1))
+           ON CONFLICT (topic, payload_sha256) DO UPDATE
+           SET occurrences = dead_letters.occurrences + %(n)s,
+               last_received_at = greatest(dead_letters.last_received_at,
+                                           excluded.last_received_at)""",
+        params,
+    )
+    return len(params)
+
+
+async def _touch_devices(cur: Any, rows: Sequence[Row]) -> None:
+    seen: dict[DeviceKey, tuple[datetime, datetime]] = {}
+    for row in rows:
+        key = (row.values[1], row.values[2])
+        event_time, received = row.values[0], row.values[-1]
+        prev = seen.get(key)
+        if prev is None:
+            seen[key] = (received, event_time)
+        else:
+            seen[key] = (max(prev[0], received), max(prev[1], event_time))
+    # Sorted so that concurrent replicas take row locks in the same order.
+    keys = sorted(seen)
+    await cur.execute(
+        """UPDATE devices d
+           SET last_seen = greatest(d.last_seen, v.received),
+               first_seen = coalesce(d.first_seen, v.received),
+               last_reading_at = greatest(d.last_reading_at, v.event_time)
+           FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                AS v(council_id, device_id, received, event_time)
+           WHERE d.council_id = v.council_id AND d.device_id = v.device_id""",
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [seen[k][0] for k in keys],
+            [seen[k][1] for k in keys],
+        ),
+    )

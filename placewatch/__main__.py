@@ -1,0 +1,5 @@
+import sys
+
+from placewatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""Configuration from the environment (prefix ``PLACEWATCH_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+import socket
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_client_id() -> str:
+    # Fixed per host: a persistent session is found again after a restart on the same host.
+    return f"placewatch-ingest-{socket.gethostname()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLACEWATCH_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql://127.0.0.1:5432/placewatch"
+    # auto: use TimescaleDB when the server offers the extension; on/off force the choice.
+    timescaledb: Literal["auto", "on", "off"] = "auto"
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_keepalive_s: int = 30
+    topic_prefix: str = "placewatch"
+
+    ingest_client_id: str = Field(default_factory=_default_client_id)
+    # Set to run N ingest replicas on one shared subscription ($share/<group>/...).
+    ingest_shared_group: str | None = None
+    ingest_session_expiry_s: int = 7 * 24 * 3600
+    # MQTT 5 Receive Maximum: the broker sends no more unacknowledged messages than this, which
+    # is what bounds ingest memory when the database is slow or down.
+    ingest_receive_maximum: int = Field(default=10_000, ge=1, le=65_535)
+    ingest_batch_max: int = Field(default=5_000, ge=1)
+    ingest_batch_linger_ms: int = Field(default=50, ge=0)
+    # Readings stamped further ahead than this are rejected (clock faults).
+    ingest_max_future_s: int = 300
+    ingest_registry_ttl_s: int = 60
+    ingest_http_host: str = "127.0.0.1"
+    ingest_http_port: int = 9108
+    ingest_retry_max_s: float = 10.0
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "text"

@@ -1,0 +1,80 @@
+"""Acceptance 2: SIGKILL the ingest process at random moments; nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from simulators.basic import Publisher, ReadingGenerator, run_simulation
+from tests.support.broker import Broker
+from tests.support.ingest import IngestProcess
+from tests.support.traffic import (
+    dead_letters,
+    distinct_readings,
+    register_fleet,
+    stored_readings,
+    wait_until,
+)
+
+TOTAL = 20_000
+
+
+@pytest.mark.slow
+def test_sigkill_three_times_during_20k_messages(
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    database_url: str,
+    conn: psycopg.Connection[Any],
+    ids: tuple[str, str],
+) -> None:
+    council, prefix = ids
+    seed = int(os.environ.get("PLACEWATCH_TEST_SEED", time.time_ns() % 1_000_000))
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    devices = register_fleet(database_url, council, per_kind=25)
+    # Small batches, so kills land between receive, commit and acknowledgement of many batches.
+    ingest = make_ingest(ingest_batch_max="300", ingest_batch_linger_ms="20")
+    ingest.start()
+
+    publisher = Publisher(broker.host, broker.port, qos=1)
+    sent: list[int] = []
+    rate = 2_000.0  # messages/s: publishing takes ~10 s
+    worker = threading.Thread(
+        target=lambda: sent.append(
+            run_simulation(
+                publisher, ReadingGenerator(devices, prefix, seed=seed), rate=rate, count=TOTAL
+            )
+        ),
+    )
+    worker.start()
+    moments = sorted(rng.uniform(0.5, TOTAL / rate - 0.5) for _ in range(3))
+    started = time.monotonic()
+    kills = []
+    for moment in moments:
+        time.sleep(max(0.0, moment - (time.monotonic() - started)))
+        stored_before = stored_readings(conn, council)
+        ingest.kill()
+        kills.append((round(moment, 2), stored_before))
+        time.sleep(rng.uniform(0.0, 1.0))
+        ingest.start()
+    worker.join(120)
+    assert publisher.wait_acked(60), "broker did not acknowledge every publish"
+    publisher.close()
+    assert sent == [TOTAL]
+    print(f"killed at (s, stored so far): {kills}")
+
+    wait_until(lambda: stored_readings(conn, council) >= TOTAL, 90, f"{TOTAL} readings")
+    time.sleep(1)  # anything re-delivered late must still not make a second row
+    assert ingest.starts == 4
+    assert all(0 < n < TOTAL for _, n in kills[1:]), f"kills should land mid-stream: {kills}"
+    assert stored_readings(conn, council) == TOTAL
+    assert distinct_readings(conn, council) == TOTAL
+    assert dead_letters(conn, prefix) == []
+    assert ingest.terminate() == 0

@@ -1,0 +1,124 @@
+"""Decoding and validation without services: every rejection has a specific reason and detail."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from ingest.decode import Address, Decoded, Rejected, decode, parse_topic
+from ingest.mqtt import Message
+from ingest.service import decode_all
+from placewatch.kinds import Kind
+
+PREFIX = "placewatch"
+
+
+def msg(
+    topic: str, payload: bytes | dict[str, object], received_at: float | None = None
+) -> Message:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return Message(topic, body, 1, False, received_at or time.time(), 1)
+
+
+def test_topic_names_council_kind_and_device() -> None:
+    assert parse_topic("placewatch/sutton/bin_fill/bin-1", PREFIX) == Address(
+        "sutton", Kind.BIN_FILL, "bin-1"
+    )
+    assert parse_topic("a/b/merton/flood_level/g-2", "a/b") == Address(
+        "merton", Kind.FLOOD_LEVEL, "g-2"
+    )
+    assert "not placewatch/<council>/<kind>/<device>" in str(
+        parse_topic("placewatch/sutton/bin_fill", PREFIX)
+    )
+    assert "kind 'weather'" in str(parse_topic("placewatch/sutton/weather/w1", PREFIX))
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "reason", "detail"),
+    [
+        (
+            "bin_fill",
+            {"time": "2026-01-01T00:00:00Z", "fill_pct": 140},
+            "out_of_range",
+            "fill_pct=140: Input should be less than or equal to 100",
+        ),
+        (
+            "air_quality",
+            {"time": "2026-01-01T00:00:00Z", "pm25_ugm3": -3},
+            "out_of_range",
+            "pm25_ugm3=-3: Input should be greater than or equal to 0",
+        ),
+        (
+            "flood_level",
+            {"time": "2026-01-01T00:00:00Z"},
+            "missing_field",
+            "level_m: Field required",
+        ),
+        (
+            "flood_level",
+            {"time": "2026-01-01T00:00:00", "level_m": 1},
+            "invalid_value",
+            "time='2026-01-01T00:00:00': Input should have timezone info",
+        ),
+        (
+            "flood_level",
+            {"time": "2026-01-01T00:00:00Z", "level_m": 1, "lvl": 2},
+            "unknown_field",
+            "lvl=2: Extra inputs are not permitted",
+        ),
+        (
+            "home_activity",
+            {"time": "2026-01-01T00:00:00Z", "sensor": "door"},
+            "missing_field",
+            "a door reading needs door_open",
+        ),
+        (
+            "home_activity",
+            {"time": "2026-01-01T00:00:00Z", "sensor": "toaster", "power_w": 1},
+            "invalid_value",
+            "sensor='toaster'",
+        ),
+        ("bin_fill", b"\xff\x00garbage", "invalid_json", "Invalid JSON"),
+        ("bin_fill", b"[1]", "not_an_object", "payload"),
+        (
+            "bin_fill",
+            b'{"time": "2026-01-01T00:00:00Z", "fill_pct": Infinity}',
+            "out_of_range",
+            "fill_pct=inf: Input should be a finite number",
+        ),
+    ],
+)
+def test_rejections_name_field_value_and_reason(
+    kind: str, payload: bytes | dict[str, object], reason: str, detail: str
+) -> None:
+    out = decode(msg(f"placewatch/sutton/{kind}/d1", payload), PREFIX, 300)
+    assert isinstance(out, Rejected)
+    assert (out.reason, out.council_id) == (reason, "sutton")
+    assert detail in out.detail
+
+
+def test_future_readings_rejected_late_ones_accepted() -> None:
+    now = time.time()
+    future = decode(
+        msg("placewatch/s/flood_level/g", {"time": now + 3600, "level_m": 1}, now), PREFIX, 300
+    )
+    assert isinstance(future, Rejected) and future.reason == "future_timestamp"
+    late = decode(
+        msg("placewatch/s/flood_level/g", {"time": now - 86400 * 30, "level_m": 1}, now),
+        PREFIX,
+        300,
+    )
+    assert isinstance(late, Decoded)
+
+
+def test_decode_all_keeps_order_and_splits() -> None:
+    batch = [
+        msg("placewatch/s/flood_level/g", {"time": "2026-01-01T00:00:00Z", "level_m": 1}),
+        msg("placewatch/s/flood_level/g", b"{"),
+        msg("placewatch/s/bin_fill/b", {"time": "2026-01-01T00:00:00Z", "distance_mm": 5}),
+    ]
+    decoded, rejected = decode_all(batch, PREFIX, 300)
+    assert [d.message for d in decoded] == [batch[0], batch[2]]
+    assert [r.message for r in rejected] == [batch[1]]

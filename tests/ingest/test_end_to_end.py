@@ -1,0 +1,275 @@
+"""Ingest against a real broker and database: stored once, rejected with reasons, never stuck."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from simulators.basic import ReadingGenerator
+from tests.support.broker import Broker
+from tests.support.ingest import IngestProcess
+from tests.support.traffic import (
+    dead_letters,
+    publish_all,
+    register_fleet,
+    stored_readings,
+    wait_until,
+)
+
+Conn = psycopg.Connection[Any]
+
+
+def _ts(offset_s: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat()
+
+
+def bad_messages(prefix: str, council: str, n: int) -> list[tuple[str, bytes, str, str]]:
+    """``n`` distinct bad messages: (topic, payload, expected reason, text the detail names)."""
+    bin_t = f"{prefix}/{council}/bin_fill/bin-00000"
+    air_t = f"{prefix}/{council}/air_quality/aq-00000"
+    flood_t = f"{prefix}/{council}/flood_level/gauge-00000"
+    home_t = f"{prefix}/{council}/home_activity/home-00000"
+    makers: list[Callable[[int], tuple[str, bytes, str, str]]] = [
+        lambda i: (
+            bin_t,
+            f'{{"time": "{_ts()}", "fill_pct": {i}'.encode(),
+            "invalid_json",
+            "Invalid JSON",
+        ),
+        lambda i: (bin_t, f"[1, 2, {i}]".encode(), "not_an_object", "payload"),
+        lambda i: (
+            bin_t,
+            json.dumps({"fill_pct": 50, "seq": i}).encode(),
+            "missing_field",
+            "time: Field required",
+        ),
+        lambda i: (
+            bin_t,
+            json.dumps({"time": _ts(-i), "fill_pct": 140 + i}).encode(),
+            "out_of_range",
+            "fill_pct=",
+        ),
+        lambda i: (
+            air_t,
+            json.dumps({"time": _ts(-i), "pm25_ugm3": -1 - i}).encode(),
+            "out_of_range",
+            "pm25_ugm3=",
+        ),
+        lambda i: (
+            flood_t,
+            json.dumps({"time": _ts(-i), "level_m": 1, "levl": i}).encode(),
+            "unknown_field",
+            "levl=",
+        ),
+        lambda i: (
+            flood_t,
+            json.dumps({"time": _ts(-i), "level_m": f"high-{i}"}).encode(),
+            "invalid_value",
+            "level_m=",
+        ),
+        lambda i: (
+            flood_t,
+            f'{{"time": "{_ts(-i)}", "level_m": NaN, "x{i}": 1}}'.encode(),
+            "out_of_range",
+            "level_m=",
+        ),
+        lambda i: (
+            flood_t,
+            json.dumps({"time": "2026-01-01T00:00:00", "level_m": i}).encode(),
+            "invalid_value",
+            "time=",
+        ),
+        lambda i: (
+            bin_t,
+            json.dumps({"time": _ts(86_400 + i), "fill_pct": 5}).encode(),
+            "future_timestamp",
+            "time=",
+        ),
+        lambda i: (
+            f"{prefix}/{council}/bin_fill/ghost-{i}",
+            json.dumps({"time": _ts(-i), "fill_pct": 5}).encode(),
+            "unknown_device",
+            f"ghost-{i}",
+        ),
+        lambda i: (
+            f"{prefix}/{council}/flood_level/bin-00001",
+            json.dumps({"time": _ts(-i), "level_m": 1.0}).encode(),
+            "kind_mismatch",
+            "registered as bin_fill",
+        ),
+        lambda i: (f"{prefix}/{council}/weather/ws-{i}", b"{}", "unknown_kind", "weather"),
+        lambda i: (
+            f"{prefix}/{council}/bin_fill/",
+            f'{{"n": {i}}}'.encode(),
+            "invalid_topic",
+            "is not",
+        ),
+        lambda i: (
+            bin_t,
+            json.dumps({"time": _ts(-i)}).encode(),
+            "missing_field",
+            "fill_pct, distance_mm",
+        ),
+        lambda i: (
+            home_t,
+            json.dumps({"time": _ts(-i), "sensor": "motion"}).encode(),
+            "missing_field",
+            "motion_count",
+        ),
+    ]
+    return [makers[i % len(makers)](i) for i in range(n)]
+
+
+def test_valid_and_malformed_interleaved(
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    database_url: str,
+    conn: Conn,
+    ids: tuple[str, str],
+) -> None:
+    """Acceptance 3: 1,000 bad messages among 1,000 good ones; every one accounted for."""
+    council, prefix = ids
+    devices = register_fleet(database_url, council, per_kind=5)
+    good = [m for _, m in zip(range(1000), ReadingGenerator(devices, prefix, seed=1), strict=False)]
+    bad = bad_messages(prefix, council, 1000)
+    mixed: list[tuple[str, bytes]] = [*good, *((t, p) for t, p, _, _ in bad)]
+    random.Random(3).shuffle(mixed)
+
+    ingest = make_ingest()
+    ingest.start()
+    assert publish_all(broker, mixed) == 2000
+    wait_until(
+        lambda: stored_readings(conn, council) >= 1000 and len(dead_letters(conn, prefix)) >= 1000,
+        60,
+        "1000 stored and 1000 dead letters",
+    )
+
+    assert stored_readings(conn, council) == 1000
+    stored = {(t, p): (r, d) for t, p, r, d in dead_letters(conn, prefix)}
+    assert len(stored) == 1000
+    for topic, payload, reason, mention in bad:
+        got_reason, detail = stored[(topic, payload)]
+        assert got_reason == reason, (payload, detail)
+        assert mention in detail, (reason, detail)
+    assert ingest.alive(), "the consumer must never stop on bad input"
+    assert ingest.metric("placewatch_ingest_rejected_total") == 1000
+    assert ingest.metric("placewatch_ingest_acked_total") == 2000
+    assert ingest.terminate() == 0
+
+
+def test_redelivered_message_is_stored_once_and_device_seen(
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    database_url: str,
+    conn: Conn,
+    ids: tuple[str, str],
+) -> None:
+    council, prefix = ids
+    devices = register_fleet(database_url, council, per_kind=1)
+    messages = [m for _, m in zip(range(40), ReadingGenerator(devices, prefix), strict=False)]
+    ingest = make_ingest()
+    ingest.start()
+    publish_all(broker, messages + messages[:10] + messages[:5])
+    wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 55, 30, "all acked")
+
+    assert stored_readings(conn, council) == 40
+    assert ingest.metric("placewatch_ingest_duplicates_total") == 15
+    row = conn.execute(
+        "SELECT count(*), count(last_seen), count(first_seen) FROM devices WHERE council_id = %s",
+        (council,),
+    ).fetchone()
+    assert row == (4, 4, 4)
+    bad = publish_all(broker, [(f"{prefix}/{council}/bin_fill/x", b"not json")] * 3)
+    assert bad == 3
+    wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 58, 30, "bad acked")
+    rows = conn.execute(
+        "SELECT occurrences FROM dead_letters WHERE topic = %s", (f"{prefix}/{council}/bin_fill/x",)
+    ).fetchall()
+    assert rows == [(3,)], "one dead letter row per distinct payload, counting receipts"
+
+
+def test_distance_converted_to_fill_with_bin_depth(
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    database_url: str,
+    conn: Conn,
+    ids: tuple[str, str],
+) -> None:
+    council, prefix = ids
+    register_fleet(database_url, council, per_kind=1)  # bins have depth_mm 1200
+    ingest = make_ingest()
+    ingest.start()
+    payload = json.dumps({"time": _ts(), "distance_mm": 300}).encode()
+    publish_all(broker, [(f"{prefix}/{council}/bin_fill/bin-00000", payload)])
+    wait_until(lambda: stored_readings(conn, council) == 1, 30, "the reading")
+    row = conn.execute(
+        "SELECT fill_pct, distance_mm FROM bin_fill WHERE council_id = %s", (council,)
+    ).fetchone()
+    assert row == (75.0, 300.0)
+
+
+def test_row_refused_by_database_is_isolated_into_dead_letters(
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    database_url: str,
+    conn: Conn,
+    ids: tuple[str, str],
+) -> None:
+    """A row the model accepts but a database constraint refuses must not block its batch."""
+    council, prefix = ids
+    register_fleet(database_url, council, per_kind=1)
+    constraint = f"test_cap_{council}"
+    conn.execute(
+        f"ALTER TABLE flood_level ADD CONSTRAINT {constraint} "
+        f"CHECK (council_id <> '{council}' OR level_m < 100) NOT VALID"
+    )
+    try:
+        topic = f"{prefix}/{council}/flood_level/gauge-00000"
+        msgs = [
+            (topic, json.dumps({"time": _ts(-i), "level_m": 500 if i == 7 else 1.0}).encode())
+            for i in range(20)
+        ]
+        ingest = make_ingest(ingest_batch_linger_ms="500")
+        ingest.start()
+        publish_all(broker, msgs)
+        wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 20, 30, "all acked")
+    finally:
+        conn.execute(f"ALTER TABLE flood_level DROP CONSTRAINT {constraint}")
+    assert stored_readings(conn, council) == 19
+    letters = dead_letters(conn, prefix)
+    assert [(r, b'"level_m": 500' in p) for _, p, r, _ in letters] == [("storage_error", True)]
+    assert constraint in letters[0][3]
+
+
+def test_sigterm_flushes_and_health_endpoints(
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    database_url: str,
+    conn: Conn,
+    ids: tuple[str, str],
+) -> None:
+    council, prefix = ids
+    devices = register_fleet(database_url, council, per_kind=2)
+    # A long linger keeps a batch open, so SIGTERM arrives with messages not yet committed.
+    ingest = make_ingest(ingest_batch_linger_ms="3000")
+    ingest.start()
+    assert ingest.http("/healthz")[0] == 200
+    assert ingest.http("/readyz") == (200, "ok\n")
+    publish_all(
+        broker, [m for _, m in zip(range(100), ReadingGenerator(devices, prefix), strict=False)]
+    )
+    wait_until(
+        lambda: (
+            ingest.metric("placewatch_ingest_pending_messages") > 0
+            or stored_readings(conn, council) > 0
+        ),
+        10,
+        "messages to arrive",
+    )
+    assert ingest.terminate() == 0
+    assert stored_readings(conn, council) == 100

@@ -1,0 +1,70 @@
+"""A private Mosquitto for the tests, started from the project's own ``broker/mosquitto.conf``.
+
+Only the listener port and the persistence directory are rewritten, so the tests run against
+exactly the tuned settings that ship (queue limits, inflight, persistence).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = Path(os.environ.get("PLACEWATCH_TEST_MOSQUITTO_CONF", ROOT / "broker" / "mosquitto.conf"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
+
+
+def render_config(port: int, data_dir: Path) -> str:
+    text = CONFIG.read_text()
+    for line, new in (
+        ("listener 1883", f"listener {port} 127.0.0.1"),
+        ("persistence_location /mosquitto/data/", f"persistence_location {data_dir}/"),
+    ):
+        if line not in text.splitlines():
+            raise AssertionError(f"{CONFIG} no longer has the line {line!r} the tests rewrite")
+        text = text.replace(line, new)
+    return text
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(render_config(self.port, data))
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
+        wait_port(self.host, self.port)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
