@@ -71,6 +71,7 @@ class MqttConsumer:
         self._wake_pending = False
         self._lock = threading.Lock()
         self._generation = 0
+        self._accepting = True
         self.connected = False
         self.subscribed = asyncio.Event()
         self._client = paho.Client(
@@ -101,6 +102,10 @@ class MqttConsumer:
             properties=props,
         )
         self._client.loop_start()
+
+    def pause(self) -> None:
+        """Take no more messages (graceful stop); what is buffered can still be acknowledged."""
+        self._accepting = False
 
     def stop(self) -> None:
         """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker."""
@@ -136,7 +141,8 @@ class MqttConsumer:
                 return 0
             gen = self._generation
             for msg in messages:
-                if msg.generation == gen:
+                # mid 0: a QoS 0 delivery, which has no packet id and takes no PUBACK.
+                if msg.generation == gen and msg.mid:
                     rc = self._client.ack(msg.mid, 1)
                     if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                         sent += 1
@@ -198,6 +204,8 @@ class MqttConsumer:
         self._loop.call_soon_threadsafe(self.subscribed.clear)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # stopping: left unacknowledged, the broker resends it to the next session
         self._buffer.append(
             Message(
                 msg.topic, bytes(msg.payload), msg.mid, bool(msg.dup), time.time(), self._generation

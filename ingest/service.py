@@ -149,16 +149,19 @@ class IngestService:
                         await asyncio.wait_for(asyncio.shield(stop_wait), linger)
                 await self._process(pool, consumer, consumer.take(s.ingest_batch_max))
             # Graceful stop: flush what had already arrived, then disconnect.
+            consumer.pause()
             while consumer.buffered:
-                await self._process(pool, consumer, consumer.take(s.ingest_batch_max))
+                if not await self._process(pool, consumer, consumer.take(s.ingest_batch_max)):
+                    break  # the database is down: leave the rest to the broker
         finally:
             stop_wait.cancel()
 
     async def _process(
         self, pool: AsyncConnectionPool[Any], consumer: MqttConsumer, batch: list[Message]
-    ) -> None:
+    ) -> bool:
+        """Store and acknowledge one batch; False if stopping before it could be committed."""
         if not batch:
-            return
+            return True
         self._in_flight = len(batch)
         metrics.RECEIVED.inc(len(batch))
         s = self.settings
@@ -172,11 +175,12 @@ class IngestService:
                 "stopping with %d messages uncommitted: the broker will resend them", len(batch)
             )
             self._in_flight = 0
-            return
+            return False
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.ACKED.inc(consumer.ack(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         self._in_flight = 0
+        return True
 
     async def _store_with_retry(
         self, pool: AsyncConnectionPool[Any], decoded: list[Decoded], rejected: list[Rejected]

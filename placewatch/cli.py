@@ -29,6 +29,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.basic import Publisher, ReadingGenerator, fleet, run_simulation
+    from simulators.faults import with_faults
     from storage.database import connect
     from storage.registry import register
 
@@ -46,9 +47,15 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
     )
     try:
+        stream = with_faults(
+            iter(ReadingGenerator(devices, settings.topic_prefix, seed=args.seed)),
+            settings.topic_prefix,
+            args.council,
+            args.bad_every,
+        )
         sent = run_simulation(
             publisher,
-            ReadingGenerator(devices, settings.topic_prefix, seed=args.seed),
+            stream,
             rate=args.rate,
             count=args.count,
             duration_s=args.duration,
@@ -58,6 +65,20 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         publisher.close()
     print(f"published {sent} messages (QoS {args.qos}); broker acknowledged all: {acked}")
     return 0 if acked else 1
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ingest.replay import replay
+
+    result = asyncio.run(replay(settings, reason=args.reason))
+    still = ", ".join(f"{r}: {n}" for r, n in result.still_rejected.items()) or "none"
+    print(
+        f"replayed dead letters: {result.stored} stored, {result.duplicates} already stored; "
+        f"still rejected: {still}"
+    )
+    return 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -85,16 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
+        "--bad-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after every N valid messages publish a malformed one (default: never)",
+    )
+    sim.add_argument(
         "--no-register",
         action="store_true",
         help="do not register the fleet in the device registry first",
     )
 
+    rep = sub.add_parser("replay", help="run pending dead letters through ingest again")
+    rep.add_argument("--reason", default=None, help="only dead letters with this reason")
+
     sub.add_parser("status", help="print what is stored: readings, dead letters, devices")
     return parser
 
 
-_COMMANDS = {"migrate": _migrate, "ingest": _ingest, "simulate": _simulate, "status": _status}
+_COMMANDS = {
+    "migrate": _migrate,
+    "ingest": _ingest,
+    "simulate": _simulate,
+    "replay": _replay,
+    "status": _status,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

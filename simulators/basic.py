@@ -10,7 +10,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,7 +206,7 @@ class Publisher:
 
 def run_simulation(
     publisher: Publisher,
-    generator: ReadingGenerator,
+    generator: Iterable[tuple[str, bytes]],
     rate: float,
     count: int | None = None,
     duration_s: float | None = None,

@@ -19,6 +19,7 @@ import pytest
 from storage.migrate import Flavour, migrate
 from tests.support.broker import Broker, free_port
 from tests.support.ingest import IngestProcess
+from tests.support.pipeline import Pipeline
 from tests.support.postgres import ADMIN_URL, create_database, drop_database, timescaledb_ready
 
 _TS_READY, _TS_WHY = timescaledb_ready()
@@ -115,3 +116,14 @@ def make_ingest(
     for proc in started:
         if proc.alive():
             proc.kill()
+
+
+@pytest.fixture
+def pipe(
+    ids: tuple[str, str],
+    broker: Broker,
+    database_url: str,
+    conn: psycopg.Connection[tuple[object, ...]],
+    make_ingest: Callable[..., IngestProcess],
+) -> Pipeline:
+    return Pipeline(ids[0], ids[1], broker, database_url, conn, make_ingest)

@@ -6,44 +6,27 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-import psycopg
 import pytest
 
 from simulators.basic import Publisher, ReadingGenerator, run_simulation
-from tests.support.broker import Broker
-from tests.support.ingest import IngestProcess
-from tests.support.traffic import (
-    dead_letters,
-    distinct_readings,
-    register_fleet,
-    stored_readings,
-    wait_until,
-)
+from tests.support.pipeline import Pipeline
+from tests.support.traffic import wait_until
 
 TOTAL = 20_000
 
 
 @pytest.mark.slow
-def test_sigkill_three_times_during_20k_messages(
-    make_ingest: Callable[..., IngestProcess],
-    broker: Broker,
-    database_url: str,
-    conn: psycopg.Connection[Any],
-    ids: tuple[str, str],
-) -> None:
-    council, prefix = ids
+def test_sigkill_three_times_during_20k_messages(pipe: Pipeline) -> None:
+    prefix = pipe.prefix
     seed = int(os.environ.get("PLACEWATCH_TEST_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
     print(f"seed {seed}")
-    devices = register_fleet(database_url, council, per_kind=25)
+    devices = pipe.register(per_kind=25)
     # Small batches, so kills land between receive, commit and acknowledgement of many batches.
-    ingest = make_ingest(ingest_batch_max="300", ingest_batch_linger_ms="20")
-    ingest.start()
+    ingest = pipe.ingest(ingest_batch_max="300", ingest_batch_linger_ms="20")
 
-    publisher = Publisher(broker.host, broker.port, qos=1)
+    publisher = Publisher(pipe.broker.host, pipe.broker.port, qos=1)
     sent: list[int] = []
     rate = 2_000.0  # messages/s: publishing takes ~10 s
     worker = threading.Thread(
@@ -59,7 +42,7 @@ def test_sigkill_three_times_during_20k_messages(
     kills = []
     for moment in moments:
         time.sleep(max(0.0, moment - (time.monotonic() - started)))
-        stored_before = stored_readings(conn, council)
+        stored_before = pipe.stored()
         ingest.kill()
         kills.append((round(moment, 2), stored_before))
         time.sleep(rng.uniform(0.0, 1.0))
@@ -70,11 +53,11 @@ def test_sigkill_three_times_during_20k_messages(
     assert sent == [TOTAL]
     print(f"killed at (s, stored so far): {kills}")
 
-    wait_until(lambda: stored_readings(conn, council) >= TOTAL, 90, f"{TOTAL} readings")
+    wait_until(lambda: pipe.stored() >= TOTAL, 90, f"{TOTAL} readings")
     time.sleep(1)  # anything re-delivered late must still not make a second row
     assert ingest.starts == 4
     assert all(0 < n < TOTAL for _, n in kills[1:]), f"kills should land mid-stream: {kills}"
-    assert stored_readings(conn, council) == TOTAL
-    assert distinct_readings(conn, council) == TOTAL
-    assert dead_letters(conn, prefix) == []
+    assert pipe.stored() == TOTAL
+    assert pipe.distinct() == TOTAL
+    assert pipe.dead_letters() == []
     assert ingest.terminate() == 0

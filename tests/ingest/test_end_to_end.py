@@ -6,22 +6,10 @@ import json
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import psycopg
 
 from simulators.basic import ReadingGenerator
-from tests.support.broker import Broker
-from tests.support.ingest import IngestProcess
-from tests.support.traffic import (
-    dead_letters,
-    publish_all,
-    register_fleet,
-    stored_readings,
-    wait_until,
-)
-
-Conn = psycopg.Connection[Any]
+from tests.support.pipeline import Pipeline
+from tests.support.traffic import wait_until
 
 
 def _ts(offset_s: float = 0) -> str:
@@ -125,32 +113,25 @@ def bad_messages(prefix: str, council: str, n: int) -> list[tuple[str, bytes, st
     return [makers[i % len(makers)](i) for i in range(n)]
 
 
-def test_valid_and_malformed_interleaved(
-    make_ingest: Callable[..., IngestProcess],
-    broker: Broker,
-    database_url: str,
-    conn: Conn,
-    ids: tuple[str, str],
-) -> None:
+def test_valid_and_malformed_interleaved(pipe: Pipeline) -> None:
     """Acceptance 3: 1,000 bad messages among 1,000 good ones; every one accounted for."""
-    council, prefix = ids
-    devices = register_fleet(database_url, council, per_kind=5)
+    council, prefix = pipe.council, pipe.prefix
+    devices = pipe.register(per_kind=5)
     good = [m for _, m in zip(range(1000), ReadingGenerator(devices, prefix, seed=1), strict=False)]
     bad = bad_messages(prefix, council, 1000)
     mixed: list[tuple[str, bytes]] = [*good, *((t, p) for t, p, _, _ in bad)]
     random.Random(3).shuffle(mixed)
 
-    ingest = make_ingest()
-    ingest.start()
-    assert publish_all(broker, mixed) == 2000
+    ingest = pipe.ingest()
+    assert pipe.publish(mixed) == 2000
     wait_until(
-        lambda: stored_readings(conn, council) >= 1000 and len(dead_letters(conn, prefix)) >= 1000,
+        lambda: pipe.stored() >= 1000 and len(pipe.dead_letters()) >= 1000,
         60,
         "1000 stored and 1000 dead letters",
     )
 
-    assert stored_readings(conn, council) == 1000
-    stored = {(t, p): (r, d) for t, p, r, d in dead_letters(conn, prefix)}
+    assert pipe.stored() == 1000
+    stored = {(t, p): (r, d) for t, p, r, d in pipe.dead_letters()}
     assert len(stored) == 1000
     for topic, payload, reason, mention in bad:
         got_reason, detail = stored[(topic, payload)]
@@ -162,114 +143,80 @@ def test_valid_and_malformed_interleaved(
     assert ingest.terminate() == 0
 
 
-def test_redelivered_message_is_stored_once_and_device_seen(
-    make_ingest: Callable[..., IngestProcess],
-    broker: Broker,
-    database_url: str,
-    conn: Conn,
-    ids: tuple[str, str],
-) -> None:
-    council, prefix = ids
-    devices = register_fleet(database_url, council, per_kind=1)
+def test_redelivered_message_is_stored_once_and_device_seen(pipe: Pipeline) -> None:
+    council, prefix = pipe.council, pipe.prefix
+    devices = pipe.register(per_kind=1)
     messages = [m for _, m in zip(range(40), ReadingGenerator(devices, prefix), strict=False)]
-    ingest = make_ingest()
-    ingest.start()
-    publish_all(broker, messages + messages[:10] + messages[:5])
+    ingest = pipe.ingest()
+    pipe.publish(messages + messages[:10] + messages[:5])
     wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 55, 30, "all acked")
 
-    assert stored_readings(conn, council) == 40
+    assert pipe.stored() == 40
     assert ingest.metric("placewatch_ingest_duplicates_total") == 15
-    row = conn.execute(
+    row = pipe.conn.execute(
         "SELECT count(*), count(last_seen), count(first_seen) FROM devices WHERE council_id = %s",
         (council,),
     ).fetchone()
     assert row == (4, 4, 4)
-    bad = publish_all(broker, [(f"{prefix}/{council}/bin_fill/x", b"not json")] * 3)
+    bad = pipe.publish([(f"{prefix}/{council}/bin_fill/x", b"not json")] * 3)
     assert bad == 3
     wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 58, 30, "bad acked")
-    rows = conn.execute(
+    rows = pipe.conn.execute(
         "SELECT occurrences FROM dead_letters WHERE topic = %s", (f"{prefix}/{council}/bin_fill/x",)
     ).fetchall()
     assert rows == [(3,)], "one dead letter row per distinct payload, counting receipts"
 
 
-def test_distance_converted_to_fill_with_bin_depth(
-    make_ingest: Callable[..., IngestProcess],
-    broker: Broker,
-    database_url: str,
-    conn: Conn,
-    ids: tuple[str, str],
-) -> None:
-    council, prefix = ids
-    register_fleet(database_url, council, per_kind=1)  # bins have depth_mm 1200
-    ingest = make_ingest()
-    ingest.start()
+def test_distance_converted_to_fill_with_bin_depth(pipe: Pipeline) -> None:
+    pipe.register(per_kind=1)  # bins have depth_mm 1200
+    pipe.ingest()
     payload = json.dumps({"time": _ts(), "distance_mm": 300}).encode()
-    publish_all(broker, [(f"{prefix}/{council}/bin_fill/bin-00000", payload)])
-    wait_until(lambda: stored_readings(conn, council) == 1, 30, "the reading")
-    row = conn.execute(
-        "SELECT fill_pct, distance_mm FROM bin_fill WHERE council_id = %s", (council,)
+    pipe.publish([(pipe.topic("bin_fill", "bin-00000"), payload)])
+    wait_until(lambda: pipe.stored() == 1, 30, "the reading")
+    row = pipe.conn.execute(
+        "SELECT fill_pct, distance_mm FROM bin_fill WHERE council_id = %s", (pipe.council,)
     ).fetchone()
     assert row == (75.0, 300.0)
 
 
-def test_row_refused_by_database_is_isolated_into_dead_letters(
-    make_ingest: Callable[..., IngestProcess],
-    broker: Broker,
-    database_url: str,
-    conn: Conn,
-    ids: tuple[str, str],
-) -> None:
+def test_row_refused_by_database_is_isolated_into_dead_letters(pipe: Pipeline) -> None:
     """A row the model accepts but a database constraint refuses must not block its batch."""
-    council, prefix = ids
-    register_fleet(database_url, council, per_kind=1)
+    council = pipe.council
+    pipe.register(per_kind=1)
     constraint = f"test_cap_{council}"
-    conn.execute(
+    pipe.conn.execute(
         f"ALTER TABLE flood_level ADD CONSTRAINT {constraint} "
         f"CHECK (council_id <> '{council}' OR level_m < 100) NOT VALID"
     )
     try:
-        topic = f"{prefix}/{council}/flood_level/gauge-00000"
+        topic = pipe.topic("flood_level", "gauge-00000")
         msgs = [
             (topic, json.dumps({"time": _ts(-i), "level_m": 500 if i == 7 else 1.0}).encode())
             for i in range(20)
         ]
-        ingest = make_ingest(ingest_batch_linger_ms="500")
-        ingest.start()
-        publish_all(broker, msgs)
+        ingest = pipe.ingest(ingest_batch_linger_ms="500")
+        pipe.publish(msgs)
         wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 20, 30, "all acked")
     finally:
-        conn.execute(f"ALTER TABLE flood_level DROP CONSTRAINT {constraint}")
-    assert stored_readings(conn, council) == 19
-    letters = dead_letters(conn, prefix)
+        pipe.conn.execute(f"ALTER TABLE flood_level DROP CONSTRAINT {constraint}")
+    assert pipe.stored() == 19
+    letters = pipe.dead_letters()
     assert [(r, b'"level_m": 500' in p) for _, p, r, _ in letters] == [("storage_error", True)]
     assert constraint in letters[0][3]
 
 
-def test_sigterm_flushes_and_health_endpoints(
-    make_ingest: Callable[..., IngestProcess],
-    broker: Broker,
-    database_url: str,
-    conn: Conn,
-    ids: tuple[str, str],
-) -> None:
-    council, prefix = ids
-    devices = register_fleet(database_url, council, per_kind=2)
+def test_sigterm_flushes_and_health_endpoints(pipe: Pipeline) -> None:
+    prefix = pipe.prefix
+    devices = pipe.register(per_kind=2)
     # A long linger keeps a batch open, so SIGTERM arrives with messages not yet committed.
-    ingest = make_ingest(ingest_batch_linger_ms="3000")
-    ingest.start()
+    ingest = pipe.ingest(ingest_batch_linger_ms="3000")
     assert ingest.http("/healthz")[0] == 200
     assert ingest.http("/readyz") == (200, "ok\n")
-    publish_all(
-        broker, [m for _, m in zip(range(100), ReadingGenerator(devices, prefix), strict=False)]
-    )
+    pipe.publish(m for _, m in zip(range(100), ReadingGenerator(devices, prefix), strict=False))
     wait_until(
-        lambda: (
-            ingest.metric("placewatch_ingest_pending_messages") > 0
-            or stored_readings(conn, council) > 0
-        ),
+        lambda: ingest.metric("placewatch_ingest_pending_messages") > 0 or pipe.stored() > 0,
         10,
         "messages to arrive",
     )
     assert ingest.terminate() == 0
-    assert stored_readings(conn, council) == 100
+    assert pipe.stored() == 100

@@ -129,3 +129,32 @@ def test_timescaledb_objects(conn: Conn, flavour: Flavour) -> None:
         " WHERE proc_name = 'policy_retention' AND hypertable_name = 'home_activity'"
     ).fetchone()
     assert home is not None and home[0] == timedelta(days=90)
+
+
+HOURLY_COLUMNS = {
+    "bin_fill_hourly": "bucket council_id device_id fill_pct_avg fill_pct_max battery_pct_min fire"
+    " readings",
+    "air_quality_hourly": "bucket council_id device_id no2_ugm3_avg no2_ugm3_max pm25_ugm3_avg"
+    " pm10_ugm3_avg o3_ugm3_avg so2_ugm3_avg readings",
+    "flood_level_hourly": "bucket council_id device_id level_m_avg level_m_min level_m_max"
+    " readings",
+    "home_activity_hourly": "bucket council_id device_id resident_id sensor motion_count"
+    " door_opens power_on_readings occupied_readings readings",
+}
+
+
+def test_hourly_relations_have_the_same_columns_on_both_flavours(conn: Conn) -> None:
+    """The plain views and the continuous aggregates are written twice (one per flavour); this
+    pins both to one column list so dashboards' queries run on either."""
+    for name, expected in HOURLY_COLUMNS.items():
+        cols = [
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_name = %s ORDER BY ordinal_position",
+                (name,),
+            )
+        ]
+        assert [c for c, _ in cols] == expected.split(), name
+        assert dict(cols)["bucket"] == "timestamp with time zone"
+        assert dict(cols)["readings"] == "bigint"
