@@ -5,10 +5,16 @@ COMMIT, and aiomqtt 2.x has no public manual-ack API, whereas paho-mqtt 2.x has 
 paho runs its own network thread (``loop_start``), which also reconnects by itself; messages
 cross to the event loop through a deque and one wake-up per burst, not one call per message.
 
-Backpressure comes from MQTT 5 itself: the CONNECT packet's Receive Maximum caps how many
-unacknowledged QoS 1 messages the broker sends us. Nothing is acknowledged before it is
-committed, so when the database stalls the window fills, the broker stops sending and holds the
-rest in our persistent session: memory here is bounded by Receive Maximum.
+Backpressure: we ask the broker for a window (MQTT 5 Receive Maximum) and enforce it ourselves.
+Mosquitto 2.0.x honours the window only while nothing is acknowledged: each PUBACK lets it send up
+to a whole window more (eclipse/mosquitto#2301; see broker/README.md), so a slow database would
+otherwise let an unbounded backlog pile up here. So the consumer counts the messages it holds
+(received, not yet acknowledged) and, at the limit, blocks paho's network thread inside
+``on_message``: paho stops reading the socket, TCP pushes back on the broker, and the broker keeps
+the rest in our persistent session. The thread resumes as soon as a committed batch is
+acknowledged. While it waits no PINGREQ goes out: Mosquitto 2.0.11 kept the connection through a
+30 s outage with a 5 s keepalive (measured); a broker that closes it instead costs only a
+reconnect, after which it resends what was not acknowledged and dedupe absorbs the repeats.
 
 Acknowledgements carry the connection generation they were received on. After a reconnect the
 broker resends every unacknowledged message of the session (DUP set) and may reuse packet ids, so
@@ -67,10 +73,14 @@ class MqttConsumer:
         self._opt = options
         self._loop = loop
         self._buffer: deque[Message] = deque()
+        # Messages received and not yet acknowledged or released; at most ``receive_maximum``.
+        self._held = 0
+        self._room = threading.Condition()
         self._ready = asyncio.Event()
         self._wake_pending = False
         self._lock = threading.Lock()
         self._generation = 0
+        self._limit = options.receive_maximum
         self._accepting = True
         self.connected = False
         self.subscribed = asyncio.Event()
@@ -106,15 +116,23 @@ class MqttConsumer:
     def pause(self) -> None:
         """Take no more messages (graceful stop); what is buffered can still be acknowledged."""
         self._accepting = False
+        with self._room:
+            self._room.notify_all()
 
     def stop(self) -> None:
         """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker."""
+        self.pause()
         self._client.disconnect()
         self._client.loop_stop()
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def held(self) -> int:
+        """Messages received and not yet acknowledged or released (buffered + in a batch)."""
+        return self._held
 
     async def wait_for_messages(self) -> None:
         if not self._buffer:
@@ -126,27 +144,40 @@ class MqttConsumer:
         out: list[Message] = []
         buf = self._buffer
         gen = self._generation
+        stale = 0
         while buf and len(out) < limit:
             msg = buf.popleft()
             if msg.generation == gen:
                 out.append(msg)
-            # else: the broker has resent it on the new connection; this copy is dropped.
+            else:
+                stale += 1  # the broker resends it on the new connection; this copy is dropped
+        if stale:
+            self._release(stale)
         return out
 
     def ack(self, messages: Iterable[Message]) -> int:
         """Acknowledge committed messages; returns how many acks were sent."""
-        sent = 0
+        sent = count = 0
         with self._lock:
-            if not self.connected:
-                return 0
             gen = self._generation
             for msg in messages:
+                count += 1
                 # mid 0: a QoS 0 delivery, which has no packet id and takes no PUBACK.
-                if msg.generation == gen and msg.mid:
+                if self.connected and msg.generation == gen and msg.mid:
                     rc = self._client.ack(msg.mid, 1)
                     if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                         sent += 1
+        self._release(count)
         return sent
+
+    def release(self, count: int) -> None:
+        """Give up holding ``count`` messages without acknowledging them (the broker resends)."""
+        self._release(count)
+
+    def _release(self, count: int) -> None:
+        with self._room:
+            self._held -= count
+            self._room.notify_all()
 
     # -- paho callbacks (network thread) --------------------------------------------------
 
@@ -204,8 +235,12 @@ class MqttConsumer:
         self._loop.call_soon_threadsafe(self.subscribed.clear)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        if not self._accepting:
-            return  # stopping: left unacknowledged, the broker resends it to the next session
+        with self._room:
+            # At the window: stop reading (see the module docstring) until a batch is acked.
+            self._room.wait_for(lambda: self._held < self._limit or not self._accepting)
+            if not self._accepting:
+                return  # stopping: left unacknowledged, the broker resends it to the next session
+            self._held += 1
         self._buffer.append(
             Message(
                 msg.topic, bytes(msg.payload), msg.mid, bool(msg.dup), time.time(), self._generation

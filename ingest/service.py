@@ -56,7 +56,6 @@ class IngestService:
         self.registry = DeviceRegistry(ttl_s=settings.ingest_registry_ttl_s)
         self._copy_types: dict[Kind, list[str]] | None = None
         self._db_ok = False
-        self._in_flight = 0
         self.consumer: MqttConsumer | None = None
 
     def request_stop(self) -> None:
@@ -65,7 +64,8 @@ class IngestService:
             self.stopping.set()
 
     def readiness(self) -> tuple[bool, str]:
-        mqtt_ok = self.consumer is not None and self.consumer.connected
+        # Subscribed, not merely connected: a new session queues nothing before SUBACK.
+        mqtt_ok = self.consumer is not None and self.consumer.subscribed.is_set()
         if mqtt_ok and self._db_ok:
             return True, "ok"
         problems = [p for p, bad in (("broker", not mqtt_ok), ("database", not self._db_ok)) if bad]
@@ -104,7 +104,7 @@ class IngestService:
         )
         self.consumer.start()
         consumer = self.consumer
-        metrics.PENDING.set_function(lambda: consumer.buffered + self._in_flight)
+        metrics.PENDING.set_function(lambda: consumer.held)
         metrics.MQTT_CONNECTED.set_function(lambda: 1 if consumer.connected else 0)
         log.info("ingest started (http :%s, client id %s)", health.port, s.ingest_client_id)
         watch = asyncio.create_task(self._watch_database(pool))
@@ -162,7 +162,6 @@ class IngestService:
         """Store and acknowledge one batch; False if stopping before it could be committed."""
         if not batch:
             return True
-        self._in_flight = len(batch)
         metrics.RECEIVED.inc(len(batch))
         s = self.settings
         decoded, rejected = await asyncio.to_thread(
@@ -174,12 +173,11 @@ class IngestService:
             log.warning(
                 "stopping with %d messages uncommitted: the broker will resend them", len(batch)
             )
-            self._in_flight = 0
+            consumer.release(len(batch))
             return False
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.ACKED.inc(consumer.ack(batch))
         metrics.BATCH_SIZE.observe(len(batch))
-        self._in_flight = 0
         return True
 
     async def _store_with_retry(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,6 @@ from psycopg import AsyncConnection, sql
 
 from ingest.batch import Row
 from ingest.decode import Rejected
-from ingest.registry import DeviceKey
 from placewatch.kinds import KINDS, MEASUREMENT_COLUMNS, Kind
 
 
@@ -76,7 +75,10 @@ async def write_batch(
     rows: Sequence[Row],
     rejected: Sequence[Rejected],
 ) -> WriteResult:
-    """Store one batch in one transaction; the caller acknowledges only after this returns."""
+    """Store one batch in one transaction; the caller acknowledges only after this returns.
+
+    The staging tables empty at COMMIT, so this must be the only call in its transaction.
+    """
     result = WriteResult()
     by_kind: dict[Kind, list[Row]] = defaultdict(list)
     for row in rows:
@@ -99,8 +101,8 @@ async def write_batch(
             result.duplicates += len(kind_rows) - cur.rowcount
         if rejected:
             result.dead_letters = await _store_dead_letters(cur, rejected)
-        if rows:
-            await _touch_devices(cur, rows)
+        if by_kind:
+            await _touch_devices(cur, by_kind)
     return result
 
 
@@ -143,30 +145,25 @@ async def _store_dead_letters(cur: Any, rejected: Sequence[Rejected]) -> int:
     return len(params)
 
 
-async def _touch_devices(cur: Any, rows: Sequence[Row]) -> None:
-    seen: dict[DeviceKey, tuple[datetime, datetime]] = {}
-    for row in rows:
-        key = (row.values[1], row.values[2])
-        event_time, received = row.values[0], row.values[-1]
-        prev = seen.get(key)
-        if prev is None:
-            seen[key] = (received, event_time)
-        else:
-            seen[key] = (max(prev[0], received), max(prev[1], event_time))
-    # Sorted so that concurrent replicas take row locks in the same order.
-    keys = sorted(seen)
+async def _touch_devices(cur: Any, kinds: Iterable[Kind]) -> None:
+    # Aggregated from the staging tables (still filled until COMMIT), so no per-row Python work.
+    # Sorted so that concurrent replicas tend to lock devices in the same order; a deadlock
+    # would only be retried.
+    union = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT council_id, device_id, received_at, time FROM {}").format(
+            sql.Identifier(_stage(kind))
+        )
+        for kind in kinds
+    )
     await cur.execute(
-        """UPDATE devices d
-           SET last_seen = greatest(d.last_seen, v.received),
-               first_seen = coalesce(d.first_seen, v.received),
-               last_reading_at = greatest(d.last_reading_at, v.event_time)
-           FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-                AS v(council_id, device_id, received, event_time)
-           WHERE d.council_id = v.council_id AND d.device_id = v.device_id""",
-        (
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [seen[k][0] for k in keys],
-            [seen[k][1] for k in keys],
-        ),
+        sql.SQL(
+            """UPDATE devices d
+               SET last_seen = greatest(d.last_seen, v.received),
+                   first_seen = coalesce(d.first_seen, v.first_received),
+                   last_reading_at = greatest(d.last_reading_at, v.event_time)
+               FROM (SELECT council_id, device_id, max(received_at) AS received,
+                            min(received_at) AS first_received, max(time) AS event_time
+                     FROM ({}) s GROUP BY 1, 2 ORDER BY 1, 2) v
+               WHERE d.council_id = v.council_id AND d.device_id = v.device_id"""
+        ).format(union)
     )

@@ -6,7 +6,9 @@ exactly the tuned settings that ship (queue limits, inflight, persistence).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -58,6 +60,12 @@ class Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to its own user, which must be able to save.
+            with contextlib.suppress(KeyError):
+                user = pwd.getpwnam("mosquitto")
+                for path in (self.workdir, data):
+                    os.chown(path, user.pw_uid, user.pw_gid)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(render_config(self.port, data))
         log = (self.workdir / "mosquitto.log").open("ab")
