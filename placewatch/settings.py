@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     # Set to run N ingest replicas on one shared subscription ($share/<group>/...).
     ingest_shared_group: str | None = None
     ingest_session_expiry_s: int = 7 * 24 * 3600
-    # MQTT 5 Receive Maximum: the broker sends no more unacknowledged messages than this, which
-    # is what bounds ingest memory when the database is slow or down.
+    # The most unacknowledged messages ingest holds: sent to the broker as MQTT 5 Receive Maximum
+    # and enforced by ingest too (see ingest/mqtt.py). Bounds memory when the database stalls.
     ingest_receive_maximum: int = Field(default=10_000, ge=1, le=65_535)
     ingest_batch_max: int = Field(default=5_000, ge=1)
     ingest_batch_linger_ms: int = Field(default=50, ge=0)
