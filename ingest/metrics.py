@@ -19,7 +19,7 @@ BATCH_SIZE = Histogram(
 )
 COMMIT_SECONDS = Histogram(
     "placewatch_ingest_commit_seconds",
-    "Time to write and commit one batch",
+    "Time to store one batch, retries included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 EVENT_LAG_SECONDS = Histogram(
