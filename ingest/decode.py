@@ -8,6 +8,7 @@ field, the offending value and why, e.g. ``fill_pct=140: Input should be less th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from ingest.mqtt import Message
 from placewatch.kinds import PAYLOAD_MODELS, Kind, Reading
+from placewatch.settings import Settings
 
 _KIND_BY_NAME = {k.value: k for k in Kind}
 _DETAIL_MAX = 1_000
@@ -34,6 +36,7 @@ class Reason:
     OUT_OF_RANGE = "out_of_range"
     INVALID_VALUE = "invalid_value"
     FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_OLD = "too_old"
     UNKNOWN_DEVICE = "unknown_device"
     KIND_MISMATCH = "kind_mismatch"
     STORAGE_ERROR = "storage_error"
@@ -53,6 +56,24 @@ _REASON_BY_ERROR_TYPE = {
     "less_than_equal": Reason.OUT_OF_RANGE,
     "finite_number": Reason.OUT_OF_RANGE,
 }
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    prefix: str
+    # Event times accepted: up to max_future_s after receipt (clock faults beyond), and no more
+    # than max_age_s before it (an unset device clock reports 1970), None = no limit.
+    max_future_s: float = 300
+    max_age_s: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeOptions:
+        days = settings.ingest_max_age_days
+        return cls(
+            prefix=settings.topic_prefix,
+            max_future_s=settings.ingest_max_future_s,
+            max_age_s=days * 86_400 if days else None,
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,7 +111,8 @@ def parse_topic(topic: str, prefix: str) -> Address | str:
     return Address(council, kind, device)
 
 
-def decode(message: Message, prefix: str, max_future_s: float) -> Decoded | Rejected:
+def decode(message: Message, options: DecodeOptions) -> Decoded | Rejected:
+    prefix = options.prefix
     address = parse_topic(message.topic, prefix)
     if isinstance(address, str):
         council = _council_guess(message.topic, prefix)
@@ -102,17 +124,36 @@ def decode(message: Message, prefix: str, max_future_s: float) -> Decoded | Reje
     except ValidationError as exc:
         reason, detail = describe(exc)
         return Rejected(message, address.council_id, reason, detail)
-    limit = message.received_at + max_future_s
-    if reading.time.timestamp() > limit:
+    lag = message.received_at - reading.time.timestamp()
+    if -lag > options.max_future_s or (options.max_age_s is not None and lag > options.max_age_s):
         received = datetime.fromtimestamp(message.received_at, UTC).isoformat()
+        future = lag < 0
+        limit = (
+            f"{options.max_future_s:g} s after"
+            if future
+            else f"{(options.max_age_s or 0) / 86_400:g} days before"
+        )
         return Rejected(
             message,
             address.council_id,
-            Reason.FUTURE_TIMESTAMP,
-            f"time={reading.time.isoformat()}: more than {max_future_s:g} s after it was "
-            f"received ({received})",
+            Reason.FUTURE_TIMESTAMP if future else Reason.TOO_OLD,
+            f"time={reading.time.isoformat()}: more than {limit} it was received ({received})",
         )
     return Decoded(message, address, reading)
+
+
+def decode_all(
+    batch: Sequence[Message], options: DecodeOptions
+) -> tuple[list[Decoded], list[Rejected]]:
+    decoded: list[Decoded] = []
+    rejected: list[Rejected] = []
+    for msg in batch:
+        out = decode(msg, options)
+        if isinstance(out, Decoded):
+            decoded.append(out)
+        else:
+            rejected.append(out)
+    return decoded, rejected
 
 
 def describe(exc: ValidationError) -> tuple[str, str]:

@@ -14,9 +14,9 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from ingest.batch import device_keys, to_rows
+from ingest.decode import DecodeOptions, decode_all
 from ingest.mqtt import Message
 from ingest.registry import DeviceRegistry
-from ingest.service import decode_all
 from ingest.writer import load_copy_types, prepare_connection, write_batch
 from placewatch.settings import Settings
 
@@ -68,7 +68,7 @@ async def _replay_batch(
         msg = Message(topic, bytes(payload), 0, False, received_at, 0)
         ids[id(msg)] = letter_id
         messages.append(msg)
-    decoded, rejected = decode_all(messages, settings.topic_prefix, settings.ingest_max_future_s)
+    decoded, rejected = decode_all(messages, DecodeOptions.from_settings(settings))
     rows, unmapped = to_rows(decoded, await registry.resolve(conn, device_keys(decoded)))
     written = await write_batch(conn, copy_types, rows, [])
     result.stored += sum(written.inserted.values())

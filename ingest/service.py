@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest import metrics
 from ingest.batch import device_keys, to_rows
-from ingest.decode import Decoded, Reason, Rejected, decode
+from ingest.decode import Decoded, DecodeOptions, Reason, Rejected, decode_all
 from ingest.mqtt import Message, MqttConsumer, MqttOptions
 from ingest.registry import DeviceRegistry
 from ingest.writer import WriteResult, load_copy_types, prepare_connection, write_batch
@@ -54,6 +54,7 @@ class IngestService:
         self.settings = settings
         self.stopping = asyncio.Event()
         self.registry = DeviceRegistry(ttl_s=settings.ingest_registry_ttl_s)
+        self._decode_options = DecodeOptions.from_settings(settings)
         self._copy_types: dict[Kind, list[str]] | None = None
         self._db_ok = False
         self.consumer: MqttConsumer | None = None
@@ -163,10 +164,7 @@ class IngestService:
         if not batch:
             return True
         metrics.RECEIVED.inc(len(batch))
-        s = self.settings
-        decoded, rejected = await asyncio.to_thread(
-            decode_all, batch, s.topic_prefix, s.ingest_max_future_s
-        )
+        decoded, rejected = await asyncio.to_thread(decode_all, batch, self._decode_options)
         started = time.perf_counter()
         result = await self._store_with_retry(pool, decoded, rejected)
         if result is None:
@@ -258,17 +256,6 @@ class IngestService:
             metrics.REJECTED.labels(r.reason).inc()
         for row in rows:
             metrics.EVENT_LAG_SECONDS.observe(row.message.received_at - row.values[0].timestamp())
-
-
-def decode_all(
-    batch: Sequence[Message], prefix: str, max_future_s: float
-) -> tuple[list[Decoded], list[Rejected]]:
-    decoded: list[Decoded] = []
-    rejected: list[Rejected] = []
-    for msg in batch:
-        out = decode(msg, prefix, max_future_s)
-        (decoded if isinstance(out, Decoded) else rejected).append(out)  # type: ignore[arg-type]
-    return decoded, rejected
 
 
 def run(settings: Settings) -> None:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     ingest_batch_linger_ms: int = Field(default=50, ge=0)
     # Readings stamped further ahead than this are rejected (clock faults).
     ingest_max_future_s: int = 300
+    # ... and readings older than this (days; 0 = no limit), typically a device whose clock was
+    # never set. Raise it to backfill history.
+    ingest_max_age_days: int = Field(default=366, ge=0)
     ingest_registry_ttl_s: int = 60
     ingest_http_host: str = "127.0.0.1"
     ingest_http_port: int = 9108

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import time
 
-from ingest.decode import Decoded, decode
+from ingest.decode import Decoded, DecodeOptions, decode
 from ingest.mqtt import Message
 from placewatch.kinds import KINDS
 from simulators.basic import ReadingGenerator, fleet
@@ -23,7 +24,7 @@ def test_generated_messages_are_valid_and_distinct() -> None:
     messages = list(itertools.islice(ReadingGenerator(devices, "pw", seed=7), 2_000))
     keys = set()
     for topic, payload in messages:
-        out = decode(Message(topic, payload, 1, False, 4e9, 1), "pw", 300)
+        out = decode(Message(topic, payload, 1, False, time.time(), 1), DecodeOptions("pw"))
         assert isinstance(out, Decoded), (topic, payload, out)
         keys.add((out.address.device_id, out.reading.time))
     assert len(keys) == 2_000

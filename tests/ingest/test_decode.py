@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from ingest.decode import Address, Decoded, Rejected, decode, parse_topic
+from ingest.decode import Address, Decoded, DecodeOptions, Rejected, decode, decode_all, parse_topic
 from ingest.mqtt import Message
-from ingest.service import decode_all
 from placewatch.kinds import Kind
 
 PREFIX = "placewatch"
+OPTIONS = DecodeOptions(PREFIX)
 
 
 def msg(
@@ -93,24 +93,33 @@ def test_topic_names_council_kind_and_device() -> None:
 def test_rejections_name_field_value_and_reason(
     kind: str, payload: bytes | dict[str, object], reason: str, detail: str
 ) -> None:
-    out = decode(msg(f"placewatch/sutton/{kind}/d1", payload), PREFIX, 300)
+    out = decode(msg(f"placewatch/sutton/{kind}/d1", payload), OPTIONS)
     assert isinstance(out, Rejected)
     assert (out.reason, out.council_id) == (reason, "sutton")
     assert detail in out.detail
 
 
-def test_future_readings_rejected_late_ones_accepted() -> None:
+def test_event_time_window() -> None:
+    """Late readings are accepted up to the age limit; the future ones and 1970 ones are not."""
     now = time.time()
-    future = decode(
-        msg("placewatch/s/flood_level/g", {"time": now + 3600, "level_m": 1}, now), PREFIX, 300
-    )
+    options = DecodeOptions(PREFIX, max_future_s=300, max_age_s=366 * 86_400)
+
+    def check(event_time: float) -> Decoded | Rejected:
+        payload: dict[str, object] = {"time": event_time, "level_m": 1}
+        return decode(msg("placewatch/s/flood_level/g", payload, now), options)
+
+    assert isinstance(check(now - 86_400 * 30), Decoded)
+    assert isinstance(check(now + 200), Decoded)
+    future = check(now + 3600)
     assert isinstance(future, Rejected) and future.reason == "future_timestamp"
-    late = decode(
-        msg("placewatch/s/flood_level/g", {"time": now - 86400 * 30, "level_m": 1}, now),
-        PREFIX,
-        300,
+    assert "more than 300 s after it was received" in future.detail
+    unset_clock = check(0)
+    assert isinstance(unset_clock, Rejected) and unset_clock.reason == "too_old"
+    assert "time=1970-01-01T00:00:00+00:00: more than 366 days before" in unset_clock.detail
+    no_limit = decode(
+        msg("placewatch/s/flood_level/g", {"time": 0, "level_m": 1}, now), DecodeOptions(PREFIX)
     )
-    assert isinstance(late, Decoded)
+    assert isinstance(no_limit, Decoded)
 
 
 def test_decode_all_keeps_order_and_splits() -> None:
@@ -119,6 +128,6 @@ def test_decode_all_keeps_order_and_splits() -> None:
         msg("placewatch/s/flood_level/g", b"{"),
         msg("placewatch/s/bin_fill/b", {"time": "2026-01-01T00:00:00Z", "distance_mm": 5}),
     ]
-    decoded, rejected = decode_all(batch, PREFIX, 300)
+    decoded, rejected = decode_all(batch, OPTIONS)
     assert [d.message for d in decoded] == [batch[0], batch[2]]
     assert [r.message for r in rejected] == [batch[1]]

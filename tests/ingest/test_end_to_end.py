@@ -79,6 +79,12 @@ def bad_messages(prefix: str, council: str, n: int) -> list[tuple[str, bytes, st
             "time=",
         ),
         lambda i: (
+            flood_t,
+            json.dumps({"time": i, "level_m": 1.0}).encode(),
+            "too_old",
+            "days before it was received",
+        ),
+        lambda i: (
             f"{prefix}/{council}/bin_fill/ghost-{i}",
             json.dumps({"time": _ts(-i), "fill_pct": 5}).encode(),
             "unknown_device",
@@ -186,7 +192,7 @@ def test_row_refused_by_database_is_isolated_into_dead_letters(pipe: Pipeline) -
     constraint = f"test_cap_{council}"
     pipe.conn.execute(
         f"ALTER TABLE flood_level ADD CONSTRAINT {constraint} "
-        f"CHECK (council_id <> '{council}' OR level_m < 100) NOT VALID"
+        f"CHECK (council_id <> '{council}' OR level_m < 100)"
     )
     try:
         topic = pipe.topic("flood_level", "gauge-00000")
