@@ -28,4 +28,7 @@ EVENT_LAG_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400),
 )
 PENDING = Gauge("placewatch_ingest_pending_messages", "Messages received but not yet acknowledged")
+PENDING_BYTES = Gauge(
+    "placewatch_ingest_pending_bytes", "Payload bytes received but not yet acknowledged"
+)
 MQTT_CONNECTED = Gauge("placewatch_ingest_mqtt_connected", "1 while connected to the broker")

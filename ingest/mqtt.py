@@ -8,8 +8,8 @@ cross to the event loop through a deque and one wake-up per burst, not one call 
 Backpressure: we ask the broker for a window (MQTT 5 Receive Maximum) and enforce it ourselves.
 Mosquitto 2.0.x honours the window only while nothing is acknowledged: each PUBACK lets it send up
 to a whole window more (eclipse/mosquitto#2301; see broker/README.md), so a slow database would
-otherwise let an unbounded backlog pile up here. So the consumer counts the messages it holds
-(received, not yet acknowledged) and, at the limit, blocks paho's network thread inside
+otherwise let an unbounded backlog pile up here. So the consumer counts the messages (and bytes)
+it holds, received and not yet acknowledged, and at either limit blocks paho's network thread inside
 ``on_message``: paho stops reading the socket, TCP pushes back on the broker, and the broker keeps
 the rest in our persistent session. The thread resumes as soon as a committed batch is
 acknowledged. While it waits no PINGREQ goes out: Mosquitto 2.0.11 kept the connection through a
@@ -18,8 +18,9 @@ reconnect, after which it resends what was not acknowledged and dedupe absorbs t
 
 Acknowledgements carry the connection generation they were received on. After a reconnect the
 broker resends every unacknowledged message of the session (DUP set) and may reuse packet ids, so
-an ack for an old generation is dropped rather than risk acknowledging a different message; the
-resent copy is stored idempotently and acknowledged instead.
+an ack for an old generation is dropped rather than risk acknowledging a different message. The
+old copies are still stored (after a broker crash they may exist nowhere else); the resent copies
+are stored idempotently and acknowledged.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ class MqttOptions:
     topic: str
     session_expiry_s: int
     receive_maximum: int
+    max_held_bytes: int = 64 * 2**20
     keepalive_s: int = 30
     username: str | None = None
     password: str | None = None
@@ -75,12 +77,14 @@ class MqttConsumer:
         self._buffer: deque[Message] = deque()
         # Messages received and not yet acknowledged or released; at most ``receive_maximum``.
         self._held = 0
+        self._held_bytes = 0
         self._room = threading.Condition()
         self._ready = asyncio.Event()
         self._wake_pending = False
         self._lock = threading.Lock()
         self._generation = 0
         self._limit = options.receive_maximum
+        self._byte_limit = options.max_held_bytes
         self._accepting = True
         self.connected = False
         self.subscribed = asyncio.Event()
@@ -97,6 +101,7 @@ class MqttConsumer:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.suppress_exceptions = True  # a failing callback is logged, not fatal
 
     # -- lifecycle (event loop side) ----------------------------------------------------------
 
@@ -134,49 +139,43 @@ class MqttConsumer:
         """Messages received and not yet acknowledged or released (buffered + in a batch)."""
         return self._held
 
+    @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
+
     async def wait_for_messages(self) -> None:
         if not self._buffer:
             self._ready.clear()
             await self._ready.wait()
 
     def take(self, limit: int) -> list[Message]:
-        """Up to ``limit`` buffered messages from the current connection, oldest first."""
-        out: list[Message] = []
-        buf = self._buffer
-        gen = self._generation
-        stale = 0
-        while buf and len(out) < limit:
-            msg = buf.popleft()
-            if msg.generation == gen:
-                out.append(msg)
-            else:
-                stale += 1  # the broker resends it on the new connection; this copy is dropped
-        if stale:
-            self._release(stale)
-        return out
+        """Up to ``limit`` buffered messages, oldest first.
 
-    def ack(self, messages: Iterable[Message]) -> int:
+        Messages from an earlier connection are stored too (after a broker crash they may exist
+        nowhere else); only their acknowledgement is skipped, see ``ack``.
+        """
+        buf = self._buffer
+        return [buf.popleft() for _ in range(min(limit, len(buf)))]
+
+    def ack(self, messages: Sequence[Message]) -> int:
         """Acknowledge committed messages; returns how many acks were sent."""
-        sent = count = 0
+        sent = 0
         with self._lock:
             gen = self._generation
             for msg in messages:
-                count += 1
                 # mid 0: a QoS 0 delivery, which has no packet id and takes no PUBACK.
                 if self.connected and msg.generation == gen and msg.mid:
                     rc = self._client.ack(msg.mid, 1)
                     if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                         sent += 1
-        self._release(count)
+        self.release(messages)
         return sent
 
-    def release(self, count: int) -> None:
-        """Give up holding ``count`` messages without acknowledging them (the broker resends)."""
-        self._release(count)
-
-    def _release(self, count: int) -> None:
+    def release(self, messages: Sequence[Message]) -> None:
+        """Stop holding these messages (acknowledged, or given up to the broker to resend)."""
         with self._room:
-            self._held -= count
+            self._held -= len(messages)
+            self._held_bytes -= sum(len(m.payload) for m in messages)
             self._room.notify_all()
 
     # -- paho callbacks (network thread) --------------------------------------------------
@@ -195,6 +194,12 @@ class MqttConsumer:
         with self._lock:
             self._generation += 1
             self.connected = True
+        if self._generation > 1 and not flags.session_present:
+            log.warning(
+                "the broker has no session for %s any more (expired, or lost in a broker crash):"
+                " messages published while we were away may be gone",
+                self._opt.client_id,
+            )
         log.info(
             "connected to %s:%s as %s (session present: %s)",
             self._opt.host,
@@ -235,17 +240,37 @@ class MqttConsumer:
         self._loop.call_soon_threadsafe(self.subscribed.clear)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            self._accept(msg)
+        except Exception:
+            # Never let an exception reach paho: it would end the network thread silently.
+            topic = getattr(msg, "_topic", b"")
+            log.exception("could not take a message on %r; it stays unacknowledged", topic)
+
+    def _accept(self, msg: paho.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers should refuse these; keep it for the dead letters
+            topic = bytes(getattr(msg, "_topic", b"")).decode("utf-8", "backslashreplace")
+        message = Message(
+            topic, bytes(msg.payload), msg.mid, bool(msg.dup), time.time(), self._generation
+        )
+        size = len(message.payload)
         with self._room:
             # At the window: stop reading (see the module docstring) until a batch is acked.
-            self._room.wait_for(lambda: self._held < self._limit or not self._accepting)
+            # One message is always let in, however large, so a big one cannot stall us.
+            self._room.wait_for(
+                lambda: (
+                    not self._accepting
+                    or self._held == 0
+                    or (self._held < self._limit and self._held_bytes + size <= self._byte_limit)
+                )
+            )
             if not self._accepting:
                 return  # stopping: left unacknowledged, the broker resends it to the next session
             self._held += 1
-        self._buffer.append(
-            Message(
-                msg.topic, bytes(msg.payload), msg.mid, bool(msg.dup), time.time(), self._generation
-            )
-        )
+            self._held_bytes += size
+        self._buffer.append(message)
         if not self._wake_pending:
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake)

@@ -8,16 +8,17 @@ reason for the next attempt. Several replays may run at once (``SKIP LOCKED``).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from ingest.batch import device_keys, to_rows
 from ingest.decode import DecodeOptions, decode_all
 from ingest.mqtt import Message
 from ingest.registry import DeviceRegistry
-from ingest.writer import load_copy_types, prepare_connection, write_batch
+from ingest.store import BatchStore
+from ingest.writer import prepare_connection, printable
 from placewatch.settings import Settings
 
 
@@ -32,11 +33,12 @@ async def replay(
     settings: Settings, reason: str | None = None, batch_size: int = 1_000
 ) -> ReplayResult:
     result = ReplayResult()
-    registry = DeviceRegistry(ttl_s=0)  # always read the registry afresh: it was just fixed
+    # Always read the registry afresh: it was just fixed.
+    store = BatchStore(DeviceRegistry(ttl_s=0))
+    options = DecodeOptions.from_settings(settings)
     last_id = 0
     async with await AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         await prepare_connection(conn)
-        copy_types = await load_copy_types(conn)
         while True:
             async with conn.transaction():
                 cur = await conn.execute(
@@ -51,39 +53,41 @@ async def replay(
                 if not letters:
                     return result
                 last_id = int(letters[-1][0])
-                await _replay_batch(conn, settings, registry, copy_types, letters, result)
+                await _replay_batch(conn, store, options, letters, result)
 
 
 async def _replay_batch(
     conn: AsyncConnection[Any],
-    settings: Settings,
-    registry: DeviceRegistry,
-    copy_types: Any,
-    letters: list[Any],
+    store: BatchStore,
+    options: DecodeOptions,
+    letters: list[tuple[Any, ...]],
     result: ReplayResult,
 ) -> None:
-    ids = {}
+    ids: dict[int, int] = {}
     messages = []
     for letter_id, topic, payload, received_at in letters:
-        msg = Message(topic, bytes(payload), 0, False, received_at, 0)
+        # dup=True: a replay is not a new receipt, so it does not count as another occurrence.
+        msg = Message(topic, bytes(payload), 0, True, received_at, 0)
         ids[id(msg)] = letter_id
         messages.append(msg)
-    decoded, rejected = decode_all(messages, DecodeOptions.from_settings(settings))
-    rows, unmapped = to_rows(decoded, await registry.resolve(conn, device_keys(decoded)))
-    written = await write_batch(conn, copy_types, rows, [])
-    result.stored += sum(written.inserted.values())
-    result.duplicates += written.duplicates
+    decoded, rejected = decode_all(messages, options)
+    # Inside this transaction every write is a savepoint: a letter the database still refuses
+    # is isolated (and stays pending) without undoing the others.
+    stored = await store.store(lambda: nullcontext(conn), decoded, rejected)
+    result.stored += sum(stored.inserted.values())
+    result.duplicates += stored.duplicates
     async with conn.cursor() as cur:
         await cur.execute(
             "UPDATE dead_letters SET replayed_at = now(), replay_result = 'stored'"
             " WHERE id = ANY(%s)",
-            ([ids[id(r.message)] for r in rows],),
+            ([ids[id(r.message)] for r in stored.rows],),
         )
-        still = [*rejected, *unmapped]
+        # A message still rejected was upserted onto its own row (same topic and payload);
+        # record why it failed this time.
         await cur.executemany(
             "UPDATE dead_letters SET reason = %s, detail = %s,"
             " replay_result = 'rejected again at ' || now() WHERE id = %s",
-            [(r.reason, r.detail, ids[id(r.message)]) for r in still],
+            [(r.reason, printable(r.detail), ids[id(r.message)]) for r in stored.rejected],
         )
-    for r in still:
+    for r in stored.rejected:
         result.still_rejected[r.reason] = result.still_rejected.get(r.reason, 0) + 1

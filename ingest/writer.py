@@ -8,13 +8,14 @@ message is absorbed without a second row (COPY itself cannot skip conflicts).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
 
 from ingest.batch import Row
 from ingest.decode import Rejected
@@ -75,38 +76,58 @@ async def write_batch(
     rows: Sequence[Row],
     rejected: Sequence[Rejected],
 ) -> WriteResult:
-    """Store one batch in one transaction; the caller acknowledges only after this returns.
-
-    The staging tables empty at COMMIT, so this must be the only call in its transaction.
-    """
+    """Store one batch in one transaction (a savepoint if one is open); the caller acknowledges
+    only after this returns."""
     result = WriteResult()
     by_kind: dict[Kind, list[Row]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row)
     async with conn.transaction(), conn.cursor() as cur:
         for kind, kind_rows in by_kind.items():
-            stage = sql.Identifier(_stage(kind))
             columns = sql.SQL(", ").join(map(sql.Identifier, copy_columns(kind)))
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, columns)
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier(_stage(kind)), columns
+            )
             async with cur.copy(copy_sql) as copy:
                 copy.set_types(copy_types[kind])
                 for row in kind_rows:
                     await copy.write_row(row.values)
+        if by_kind:
+            await _touch_devices(cur, by_kind)
+        for kind, kind_rows in by_kind.items():
+            # Moving (DELETE … RETURNING) leaves the stage empty for a next batch in the same
+            # transaction; COMMIT empties it anyway.
             await cur.execute(
                 sql.SQL(
-                    "INSERT INTO {} ({cols}) SELECT {cols} FROM {} ON CONFLICT DO NOTHING"
-                ).format(sql.Identifier(kind.value), stage, cols=columns)
+                    "WITH moved AS (DELETE FROM {stage} RETURNING {cols})"
+                    " INSERT INTO {table} ({cols}) SELECT {cols} FROM moved"
+                    " ON CONFLICT DO NOTHING"
+                ).format(
+                    stage=sql.Identifier(_stage(kind)),
+                    table=sql.Identifier(kind.value),
+                    cols=sql.SQL(", ").join(map(sql.Identifier, copy_columns(kind))),
+                )
             )
             result.inserted[kind] = cur.rowcount
             result.duplicates += len(kind_rows) - cur.rowcount
         if rejected:
             result.dead_letters = await _store_dead_letters(cur, rejected)
-        if by_kind:
-            await _touch_devices(cur, by_kind)
     return result
 
 
-async def _store_dead_letters(cur: Any, rejected: Sequence[Rejected]) -> int:
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str | None) -> str | None:
+    """Text the database accepts and a log reader can see: control characters (NUL above all,
+    which PostgreSQL text refuses) and lone surrogates (not UTF-8) written as escapes."""
+    if text is None:
+        return None
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+async def _store_dead_letters(cur: AsyncCursor[Any], rejected: Sequence[Rejected]) -> int:
     # One row per distinct (topic, payload); a redelivery (DUP) does not count as a new receipt.
     grouped: dict[tuple[str, bytes], tuple[Rejected, int, float]] = {}
     for r in rejected:
@@ -119,12 +140,12 @@ async def _store_dead_letters(cur: Any, rejected: Sequence[Rejected]) -> int:
         )
     params = [
         {
-            "council_id": r.council_id,
+            "council_id": printable(r.council_id),
             "topic": topic,
             "payload": r.message.payload,
             "sha": sha,
             "reason": r.reason,
-            "detail": r.detail,
+            "detail": printable(r.detail),
             "received_at": datetime.fromtimestamp(r.message.received_at, UTC),
             "last_received_at": datetime.fromtimestamp(last, UTC),
             "n": count,
@@ -145,7 +166,7 @@ async def _store_dead_letters(cur: Any, rejected: Sequence[Rejected]) -> int:
     return len(params)
 
 
-async def _touch_devices(cur: Any, kinds: Iterable[Kind]) -> None:
+async def _touch_devices(cur: AsyncCursor[Any], kinds: Iterable[Kind]) -> None:
     # Aggregated from the staging tables (still filled until COMMIT), so no per-row Python work.
     # Sorted so that concurrent replicas tend to lock devices in the same order; a deadlock
     # would only be retried.

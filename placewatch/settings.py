@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # The most unacknowledged messages ingest holds: sent to the broker as MQTT 5 Receive Maximum
     # and enforced by ingest too (see ingest/mqtt.py). Bounds memory when the database stalls.
     ingest_receive_maximum: int = Field(default=10_000, ge=1, le=65_535)
+    # ... and at most this many payload bytes (a few large messages must not exhaust memory).
+    ingest_max_held_mib: int = Field(default=64, ge=1)
     ingest_batch_max: int = Field(default=5_000, ge=1)
     ingest_batch_linger_ms: int = Field(default=50, ge=0)
     # Readings stamped further ahead than this are rejected (clock faults).
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
     ingest_http_host: str = "127.0.0.1"
     ingest_http_port: int = 9108
     ingest_retry_max_s: float = 10.0
+    # On SIGTERM: how long to keep trying to commit what is held before leaving it to the broker.
+    ingest_stop_timeout_s: float = 15.0
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
