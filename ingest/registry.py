@@ -52,7 +52,9 @@ class DeviceRegistry:
                 ([k[0] for k in missing], [k[1] for k in missing]),
             )
             for council_id, device_id, kind, resident_id, properties in await cur.fetchall():
-                info = DeviceInfo(Kind(kind), resident_id, properties or {})
+                # Settings are a JSON object by contract; anything else is ignored, not trusted.
+                props = properties if isinstance(properties, dict) else {}
+                info = DeviceInfo(Kind(kind), resident_id, props)
                 self._cache[(council_id, device_id)] = (now, info)
                 found[(council_id, device_id)] = info
         return found

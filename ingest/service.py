@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import time
@@ -47,6 +48,7 @@ class IngestService:
         self.stopping = asyncio.Event()
         self.store = BatchStore(DeviceRegistry(ttl_s=settings.ingest_registry_ttl_s))
         self._stop_by = float("inf")
+        self._commits = 0
         self._decode_options = DecodeOptions.from_settings(settings)
         self._db_ok = False
         self.consumer: MqttConsumer | None = None
@@ -168,6 +170,9 @@ class IngestService:
             consumer.release(batch)
             return False
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        self._commits += 1
+        if self._commits == self.settings.test_exit_after_commits:
+            os._exit(137)  # failpoint: the worst moment to die, committed but not acknowledged
         metrics.ACKED.inc(consumer.ack(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         for kind, n in stored.inserted.items():

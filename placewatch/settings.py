@@ -51,5 +51,8 @@ class Settings(BaseSettings):
     # On SIGTERM: how long to keep trying to commit what is held before leaving it to the broker.
     ingest_stop_timeout_s: float = 15.0
 
+    # Failpoint for the crash tests: exit abruptly after this many commits, before acknowledging.
+    test_exit_after_commits: int | None = None
+
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"

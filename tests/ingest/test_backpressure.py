@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from placewatch.kinds import KINDS
 from simulators.basic import ReadingGenerator
 from tests.support.pipeline import Pipeline
 from tests.support.traffic import wait_until
@@ -27,17 +28,17 @@ def test_held_messages_stay_within_the_window_when_commits_are_slow(pipe: Pipeli
     pipe.publish(
         m for _, m in zip(range(BACKLOG), ReadingGenerator(devices, pipe.prefix), strict=False)
     )
-    pipe.conn.execute(
-        "CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS"
-        " $$BEGIN PERFORM pg_sleep(0.1); RETURN NULL; END$$"
-    )
-    for table in ("bin_fill", "air_quality", "flood_level", "home_activity"):
-        pipe.conn.execute(
-            f"CREATE TRIGGER test_slow AFTER INSERT ON {table}"
-            " FOR EACH STATEMENT EXECUTE FUNCTION test_slow()"
-        )
     held = []
     try:
+        pipe.conn.execute(
+            "CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN PERFORM pg_sleep(0.1); RETURN NULL; END$$"
+        )
+        for kind in KINDS:
+            pipe.conn.execute(
+                f"CREATE TRIGGER test_slow AFTER INSERT ON {kind.value}"
+                " FOR EACH STATEMENT EXECUTE FUNCTION test_slow()"
+            )
         ingest.start()
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
@@ -45,9 +46,9 @@ def test_held_messages_stay_within_the_window_when_commits_are_slow(pipe: Pipeli
             time.sleep(0.1)
         acked_while_slow = ingest.metric("placewatch_ingest_acked_total")
     finally:
-        for table in ("bin_fill", "air_quality", "flood_level", "home_activity"):
-            pipe.conn.execute(f"DROP TRIGGER test_slow ON {table}")
-        pipe.conn.execute("DROP FUNCTION test_slow()")
+        for kind in KINDS:
+            pipe.conn.execute(f"DROP TRIGGER IF EXISTS test_slow ON {kind.value}")
+        pipe.conn.execute("DROP FUNCTION IF EXISTS test_slow()")
     assert acked_while_slow > 2 * WINDOW, "acknowledgements must have flowed while slow"
     assert max(held) <= WINDOW, f"held up to {max(held):.0f} messages"
     wait_until(lambda: pipe.stored() == BACKLOG, 90, f"{BACKLOG} readings")

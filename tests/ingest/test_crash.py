@@ -61,3 +61,22 @@ def test_sigkill_three_times_during_20k_messages(pipe: Pipeline) -> None:
     assert pipe.distinct() == TOTAL
     assert pipe.dead_letters() == []
     assert ingest.terminate() == 0
+
+
+def test_crash_between_commit_and_ack_is_absorbed_by_dedupe(pipe: Pipeline) -> None:
+    """The narrowest window: the batch is committed, the process dies before any PUBACK. The
+    broker resends every message; each is recognised and none is stored twice."""
+    devices = pipe.register(per_kind=5)
+    messages = [m for _, m in zip(range(200), ReadingGenerator(devices, pipe.prefix), strict=False)]
+    ingest = pipe.ingest(ingest_batch_linger_ms="2000", test_exit_after_commits="1")
+    pipe.publish(messages)
+    assert ingest.process is not None and ingest.process.wait(30) == 137
+    assert pipe.stored() == 200  # committed before the crash
+
+    # Same client id: the same session, with the same unacknowledged messages.
+    del ingest.extra_env["PLACEWATCH_TEST_EXIT_AFTER_COMMITS"]
+    ingest.start()
+    wait_until(lambda: ingest.metric("placewatch_ingest_acked_total") >= 200, 30, "redelivery")
+    assert ingest.metric("placewatch_ingest_duplicates_total") == 200
+    assert pipe.stored() == 200
+    assert pipe.dead_letters() == []
