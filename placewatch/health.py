@@ -9,10 +9,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+from prometheus_client.exposition import ThreadingWSGIServer
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # probes every few seconds
+        pass
+
 
 # A probe returns (ok, reason); reasons are shown in the body so an operator sees why.
 Probe = Callable[[], tuple[bool, str]]
@@ -24,7 +30,7 @@ class HealthServer:
         self._live = live or (lambda: (True, "ok"))
         self._metrics = make_wsgi_app()
         self._server: WSGIServer = make_server(
-            host, port, self._app, ThreadingWSGIServer, handler_class=_SilentHandler
+            host, port, self._app, ThreadingWSGIServer, handler_class=_QuietHandler
         )
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -20,7 +20,13 @@ from storage.migrate import migrate
 from tests.support.broker import Broker, free_port
 from tests.support.ingest import IngestProcess
 from tests.support.postgres import PrivateCluster
-from tests.support.traffic import dead_letters, register_fleet, stored_readings, wait_until
+from tests.support.traffic import (
+    dead_letters,
+    publish_all,
+    register_fleet,
+    stored_readings,
+    wait_until,
+)
 
 OUTAGE_S = 30
 RECEIVE_MAXIMUM = 2_000
@@ -98,3 +104,32 @@ def test_database_stopped_for_30_seconds(
     assert RECEIVE_MAXIMUM / 2 <= max(pending) <= RECEIVE_MAXIMUM
     assert growth_mb < 40
     assert ingest.terminate() == 0
+
+
+def test_sigterm_while_database_is_down_stops_in_bounded_time(
+    cluster: PrivateCluster,
+    make_ingest: Callable[..., IngestProcess],
+    broker: Broker,
+    ids: tuple[str, str],
+) -> None:
+    """Graceful stop cannot commit while the database is down: it gives up after the stop
+    timeout, acknowledges nothing, and the next run stores everything."""
+    council, prefix = ids
+    migrate(cluster.url, "off")
+    devices = register_fleet(cluster.url, council, per_kind=2)
+    ingest = make_ingest(db_url=cluster.url, ingest_stop_timeout_s="5")
+    ingest.start()
+    cluster.stop()
+    publish_all(
+        broker, [m for _, m in zip(range(300), ReadingGenerator(devices, prefix), strict=False)]
+    )
+    wait_until(lambda: ingest.metric("placewatch_ingest_pending_messages") > 0, 10, "messages")
+    started = time.monotonic()
+    assert ingest.terminate(timeout=60) == 0
+    took = time.monotonic() - started
+    assert took < 5 + 10, f"stop took {took:.1f} s"
+    cluster.start()
+    ingest.start()
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        wait_until(lambda: stored_readings(conn, council) >= 300, 60, "300 readings")
+        assert stored_readings(conn, council) == 300
