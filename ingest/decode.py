@@ -8,6 +8,7 @@ field, the offending value and why, e.g. ``fill_pct=140: Input should be less th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from pydantic import ValidationError
 from ingest.mqtt import Message
 from placewatch.kinds import PAYLOAD_MODELS, Kind, Reading
 from placewatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _KIND_BY_NAME = {k.value: k for k in Kind}
 _DETAIL_MAX = 1_000
@@ -40,6 +43,7 @@ class Reason:
     UNKNOWN_DEVICE = "unknown_device"
     KIND_MISMATCH = "kind_mismatch"
     STORAGE_ERROR = "storage_error"
+    DECODE_ERROR = "decode_error"  # decoding itself failed unexpectedly: a placewatch bug
 
 
 _REASON_BY_ERROR_TYPE = {
@@ -148,7 +152,11 @@ def decode_all(
     decoded: list[Decoded] = []
     rejected: list[Rejected] = []
     for msg in batch:
-        out = decode(msg, options)
+        try:
+            out = decode(msg, options)
+        except Exception as exc:  # one message must never stop the consumer
+            log.exception("decoding a message on %s failed", msg.topic)
+            out = Rejected(msg, None, Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}"[:500])
         if isinstance(out, Decoded):
             decoded.append(out)
         else:

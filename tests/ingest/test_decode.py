@@ -131,3 +131,25 @@ def test_decode_all_keeps_order_and_splits() -> None:
     decoded, rejected = decode_all(batch, OPTIONS)
     assert [d.message for d in decoded] == [batch[0], batch[2]]
     assert [r.message for r in rejected] == [batch[1]]
+
+
+def test_an_unexpected_decoding_failure_becomes_a_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in a payload model must cost one message, not the consumer."""
+
+    def broken(payload: bytes) -> None:
+        raise RecursionError("simulated bug")
+
+    from placewatch.kinds import FloodLevel
+
+    monkeypatch.setattr(FloodLevel, "model_validate_json", broken)
+    batch = [
+        msg("placewatch/s/flood_level/g", {"time": "2026-01-01T00:00:00Z", "level_m": 1}),
+        msg("placewatch/s/bin_fill/b", {"time": "2026-01-01T00:00:00Z", "distance_mm": 5}),
+    ]
+    decoded, rejected = decode_all(batch, OPTIONS)
+    assert [d.message for d in decoded] == [batch[1]]
+    assert [(r.reason, r.detail) for r in rejected] == [
+        ("decode_error", "RecursionError: simulated bug")
+    ]
