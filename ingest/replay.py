@@ -87,7 +87,11 @@ async def _replay_batch(
         await cur.executemany(
             "UPDATE dead_letters SET reason = %s, detail = %s,"
             " replay_result = 'rejected again at ' || now() WHERE id = %s",
-            [(r.reason, printable(r.detail), ids[id(r.message)]) for r in stored.rejected],
+            [
+                (r.reason, printable(r.detail), ids[id(r.message)])
+                for r in stored.rejected
+                if id(r.message) in ids  # not the shortened copy of an unstorable letter
+            ],
         )
     for r in stored.rejected:
         result.still_rejected[r.reason] = result.still_rejected.get(r.reason, 0) + 1

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -32,6 +33,10 @@ from placewatch.health import HealthServer
 from placewatch.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _StopDeadlineError(Exception):
+    """A stop was requested and its deadline passed before the batch could be stored."""
 
 
 def subscription_topic(settings: Settings) -> str:
@@ -147,7 +152,7 @@ class IngestService:
                 await self._process(pool, consumer, consumer.take(s.ingest_batch_max))
             # Graceful stop: flush what had already arrived, then disconnect.
             consumer.pause()
-            while consumer.buffered:
+            while consumer.buffered and time.monotonic() < self._stop_by:
                 if not await self._process(pool, consumer, consumer.take(s.ingest_batch_max)):
                     break  # the database is down: leave the rest to the broker
         finally:
@@ -187,12 +192,18 @@ class IngestService:
     async def _store_with_retry(
         self, pool: AsyncConnectionPool[Any], decoded: list[Decoded], rejected: list[Rejected]
     ) -> Stored | None:
+        """Store the batch, retrying for as long as it takes; None only when a stop's deadline
+        passes first."""
         delay = 0.2
         while True:
             try:
-                stored = await self.store.store(self._connection(pool), decoded, rejected)
+                stored = await self._until_stop_deadline(
+                    self.store.store(self._connection(pool), decoded, rejected)
+                )
                 self._db_ok = True
                 return stored
+            except _StopDeadlineError:
+                return None
             except Exception as exc:
                 # Transient database trouble, or (should never happen) a failure that isolation
                 # could not pin on one message: keep the batch, unacknowledged, and try again.
@@ -208,10 +219,29 @@ class IngestService:
                     delay,
                     exc_info=not transient,
                 )
-            if self.stopping.is_set() and time.monotonic() >= self._stop_by:
-                return None
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            # Back off, but a stop request cuts the wait short.
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({stop}, timeout=delay * (0.5 + random.random()))
+            stop.cancel()
             delay = min(delay * 2, self.settings.ingest_retry_max_s)
+
+    async def _until_stop_deadline(self, work: Coroutine[Any, Any, Stored]) -> Stored:
+        """Run ``work``; once a stop is requested, give it only until the stop deadline (a
+        statement waiting on a lock or a dead connection would otherwise hold the stop)."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=max(0.0, self._stop_by - time.monotonic()))
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise _StopDeadlineError
+            return task.result()
+        finally:
+            stop.cancel()
 
     def _connection(self, pool: AsyncConnectionPool[Any]) -> ConnectionSource:
         def connect() -> AbstractAsyncContextManager[AsyncConnection[Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -32,10 +32,17 @@ ConnectionSource = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Database errors not caused by the data: retry the same batch later."""
-    return isinstance(exc, psycopg.Error) and not isinstance(
-        exc, psycopg.DataError | psycopg.IntegrityError
-    )
+    """Database errors not caused by the data: retry the same batch later.
+
+    Caused by the data instead: data exceptions (class 22), integrity violations (23), program
+    limits such as an index row too large (54), and errors raised by PL/pgSQL code such as a
+    trigger (P0).
+    """
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return False
+    return not (exc.sqlstate or "").startswith(("22", "23", "54", "P0"))
 
 
 @dataclass
@@ -110,14 +117,19 @@ class BatchStore:
             await self._store(connect, [], rejected[:half], out)
             await self._store(connect, [], rejected[half:], out)
         elif rejected and rejected[0].detail != _UNSTORABLE:
-            # Even the dead letter was refused (its text): keep the raw bytes, drop the text.
+            # Even the dead letter was refused (its text): keep the raw bytes, shorten the topic
+            # and drop the detail.
             r = rejected[0]
             log.error(
-                "dead letter on %s refused (%s); storing it without detail", r.message.topic, why
+                "dead letter on %.200r refused (%s); storing it without detail",
+                r.message.topic,
+                why,
             )
-            await self._store(connect, [], [Rejected(r.message, None, r.reason, _UNSTORABLE)], out)
+            short = replace(r.message, topic=r.message.topic[:_TOPIC_MAX])
+            await self._store(connect, [], [Rejected(short, None, r.reason, _UNSTORABLE)], out)
         else:
             raise exc  # nothing left to isolate: the caller retries and reports it
 
 
 _UNSTORABLE = "detail could not be stored; see the payload"
+_TOPIC_MAX = 1_000

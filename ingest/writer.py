@@ -127,11 +127,16 @@ def printable(text: str | None) -> str | None:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def message_sha256(topic: str, payload: bytes) -> bytes:
+    """The dead-letter key: one row per distinct (topic, payload)."""
+    return hashlib.sha256(topic.encode("utf-8", "backslashreplace") + b"\0" + payload).digest()
+
+
 async def _store_dead_letters(cur: AsyncCursor[Any], rejected: Sequence[Rejected]) -> int:
     # One row per distinct (topic, payload); a redelivery (DUP) does not count as a new receipt.
-    grouped: dict[tuple[str, bytes], tuple[Rejected, int, float]] = {}
+    grouped: dict[bytes, tuple[Rejected, int, float]] = {}
     for r in rejected:
-        key = (r.message.topic, hashlib.sha256(r.message.payload).digest())
+        key = message_sha256(r.message.topic, r.message.payload)
         first, count, last = grouped.get(key, (r, 0, r.message.received_at))
         grouped[key] = (
             first,
@@ -141,23 +146,23 @@ async def _store_dead_letters(cur: AsyncCursor[Any], rejected: Sequence[Rejected
     params = [
         {
             "council_id": printable(r.council_id),
-            "topic": topic,
+            "topic": printable(r.message.topic),
             "payload": r.message.payload,
-            "sha": sha,
+            "sha": key,
             "reason": r.reason,
             "detail": printable(r.detail),
             "received_at": datetime.fromtimestamp(r.message.received_at, UTC),
             "last_received_at": datetime.fromtimestamp(last, UTC),
             "n": count,
         }
-        for (topic, sha), (r, count, last) in grouped.items()
+        for key, (r, count, last) in grouped.items()
     ]
     await cur.executemany(
-        """INSERT INTO dead_letters (council_id, topic, payload, payload_sha256, reason, detail,
+        """INSERT INTO dead_letters (council_id, topic, payload, message_sha256, reason, detail,
                                      received_at, last_received_at, occurrences)
            VALUES (%(council_id)s, %(topic)s, %(payload)s, %(sha)s, %(reason)s, %(detail)s,
                    %(received_at)s, %(last_received_at)s, greatest(%(n)s, 1))
-           ON CONFLICT (topic, payload_sha256) DO UPDATE
+           ON CONFLICT (message_sha256) DO UPDATE
            SET occurrences = dead_letters.occurrences + %(n)s,
                last_received_at = greatest(dead_letters.last_received_at,
                                            excluded.last_received_at)""",

@@ -98,22 +98,22 @@ CREATE INDEX flood_level_council_time ON flood_level (council_id, time DESC);
 CREATE INDEX home_activity_resident_time ON home_activity (council_id, resident_id, time DESC);
 
 -- Everything that could not be decoded, validated or mapped, kept byte for byte with a reason.
--- (topic, payload_sha256) is unique so a re-delivered bad message does not make a second row;
+-- message_sha256 = sha256(topic, NUL, payload) is unique so a re-delivered bad message does not
+-- make a second row (a hash, not the topic itself: topics can be longer than a btree key);
 -- occurrences counts distinct receipts (redeliveries flagged DUP are not counted).
 CREATE TABLE dead_letters (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     council_id       text,
     topic            text NOT NULL,
     payload          bytea NOT NULL,
-    payload_sha256   bytea NOT NULL,
+    message_sha256   bytea NOT NULL UNIQUE,
     reason           text NOT NULL,
     detail           text NOT NULL,
     received_at      timestamptz NOT NULL,
     last_received_at timestamptz NOT NULL,
     occurrences      integer NOT NULL DEFAULT 1,
     replayed_at      timestamptz,
-    replay_result    text,
-    UNIQUE (topic, payload_sha256)
+    replay_result    text
 );
 CREATE INDEX dead_letters_reason ON dead_letters (reason, received_at DESC);
 CREATE INDEX dead_letters_pending ON dead_letters (received_at) WHERE replayed_at IS NULL;

@@ -24,7 +24,7 @@ SELECT create_hypertable('bin_fill',      by_range('time', INTERVAL '7 days'));
 SELECT create_hypertable('air_quality',   by_range('time', INTERVAL '7 days'));
 SELECT create_hypertable('flood_level',   by_range('time', INTERVAL '7 days'));
 SELECT create_hypertable('home_activity', by_range('time', INTERVAL '1 day'));
--- dead_letters stays a plain table: its keys (identity id, unique (topic, payload_sha256)) carry no
+-- dead_letters stays a plain table: its keys (identity id, unique message_sha256) carry no
 -- time column, which a hypertable's unique constraints would need, and it is small.
 
 -- Compression ------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_hourly_rollups_agree_with_raw_data(conn: Conn, flavour: Flavour) -> Non
 
 def test_dead_letters_deduplicate_on_topic_and_payload(conn: Conn) -> None:
     insert = (
-        "INSERT INTO dead_letters (topic, payload, payload_sha256, reason, detail,"
+        "INSERT INTO dead_letters (topic, payload, message_sha256, reason, detail,"
         " received_at, last_received_at) VALUES ('t/x', 'p', 'h', 'r', 'd', now(), now())"
     )
     conn.execute(insert)
