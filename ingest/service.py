@@ -17,18 +17,16 @@ import random
 import signal
 import time
 from collections.abc import Coroutine
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import metrics
 from ingest.decode import Decoded, DecodeOptions, Rejected, decode_all
 from ingest.mqtt import Message, MqttConsumer, MqttOptions
 from ingest.registry import DeviceRegistry
-from ingest.store import BatchStore, ConnectionSource, Stored, is_transient
-from ingest.writer import load_copy_types, prepare_connection
+from ingest.store import BatchStore, Stored, is_transient
+from ingest.writer import prepare_connection
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
 
@@ -125,8 +123,6 @@ class IngestService:
             try:
                 async with pool.connection(timeout=5) as conn:
                     await conn.execute("SELECT 1")
-                    if self.store.copy_types is None:
-                        self.store.copy_types = await load_copy_types(conn)
                 self._db_ok = True
             except Exception as exc:  # any failure here only means "not ready"
                 if self._db_ok:
@@ -198,7 +194,7 @@ class IngestService:
         while True:
             try:
                 stored = await self._until_stop_deadline(
-                    self.store.store(self._connection(pool), decoded, rejected)
+                    self.store.store(pool.connection, decoded, rejected)
                 )
                 self._db_ok = True
                 return stored
@@ -242,16 +238,6 @@ class IngestService:
             return task.result()
         finally:
             stop.cancel()
-
-    def _connection(self, pool: AsyncConnectionPool[Any]) -> ConnectionSource:
-        def connect() -> AbstractAsyncContextManager[AsyncConnection[Any]]:
-            # While stopping, wait for a connection no longer than the stop deadline allows.
-            timeout = 30.0
-            if self.stopping.is_set():
-                timeout = max(0.1, self._stop_by - time.monotonic())
-            return pool.connection(timeout=timeout)
-
-        return connect
 
 
 def run(settings: Settings) -> None:

@@ -51,7 +51,6 @@ class Stored:
     rejected: list[Rejected] = field(default_factory=list)  # committed as dead letters
     inserted: dict[Kind, int] = field(default_factory=dict)
     duplicates: int = 0
-    isolated: int = 0  # splits needed to isolate refused messages
 
 
 @dataclass
@@ -100,7 +99,6 @@ class BatchStore:
         out: Stored,
         exc: Exception,
     ) -> None:
-        out.isolated += 1
         why = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
         if len(decoded) > 1:
             log.warning("batch refused (%s); isolating the message that causes it", why)

@@ -67,7 +67,6 @@ async def load_copy_types(conn: AsyncConnection[Any]) -> dict[Kind, list[str]]:
 class WriteResult:
     inserted: dict[Kind, int] = field(default_factory=dict)
     duplicates: int = 0
-    dead_letters: int = 0
 
 
 async def write_batch(
@@ -111,7 +110,7 @@ async def write_batch(
             result.inserted[kind] = cur.rowcount
             result.duplicates += len(kind_rows) - cur.rowcount
         if rejected:
-            result.dead_letters = await _store_dead_letters(cur, rejected)
+            await _store_dead_letters(cur, rejected)
     return result
 
 
@@ -132,7 +131,7 @@ def message_sha256(topic: str, payload: bytes) -> bytes:
     return hashlib.sha256(topic.encode("utf-8", "backslashreplace") + b"\0" + payload).digest()
 
 
-async def _store_dead_letters(cur: AsyncCursor[Any], rejected: Sequence[Rejected]) -> int:
+async def _store_dead_letters(cur: AsyncCursor[Any], rejected: Sequence[Rejected]) -> None:
     # One row per distinct (topic, payload); a redelivery (DUP) does not count as a new receipt.
     grouped: dict[bytes, tuple[Rejected, int, float]] = {}
     for r in rejected:
@@ -168,7 +167,6 @@ async def _store_dead_letters(cur: AsyncCursor[Any], rejected: Sequence[Rejected
                                            excluded.last_received_at)""",
         params,
     )
-    return len(params)
 
 
 async def _touch_devices(cur: AsyncCursor[Any], kinds: Iterable[Kind]) -> None:
