@@ -34,7 +34,7 @@ async def replay(
 ) -> ReplayResult:
     result = ReplayResult()
     # Always read the registry afresh: it was just fixed.
-    store = BatchStore(DeviceRegistry(ttl_s=0))
+    store = BatchStore(DeviceRegistry(ttl_s=0), rules_inbox=settings.ingest_rules_inbox)
     options = DecodeOptions.from_settings(settings)
     last_id = 0
     async with await AsyncConnection.connect(settings.database_url, autocommit=True) as conn:

@@ -49,7 +49,10 @@ class IngestService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = asyncio.Event()
-        self.store = BatchStore(DeviceRegistry(ttl_s=settings.ingest_registry_ttl_s))
+        self.store = BatchStore(
+            DeviceRegistry(ttl_s=settings.ingest_registry_ttl_s),
+            rules_inbox=settings.ingest_rules_inbox,
+        )
         self._stop_by = float("inf")
         self._commits = 0
         self._decode_options = DecodeOptions.from_settings(settings)

@@ -56,6 +56,8 @@ class Stored:
 @dataclass
 class BatchStore:
     registry: DeviceRegistry
+    # Announce new readings to the rules workers (rule_inbox), in the same transaction.
+    rules_inbox: bool = True
     copy_types: dict[Kind, list[str]] | None = None
 
     async def store(
@@ -79,7 +81,9 @@ class BatchStore:
                 devices = await self.registry.resolve(conn, device_keys(decoded))
                 rows, unmapped = to_rows(decoded, devices)
                 letters = [*rejected, *unmapped]
-                result = await write_batch(conn, self.copy_types, rows, letters)
+                result = await write_batch(
+                    conn, self.copy_types, rows, letters, rules_inbox=self.rules_inbox
+                )
         except Exception as exc:
             if is_transient(exc):
                 raise

@@ -74,6 +74,8 @@ async def write_batch(
     copy_types: dict[Kind, list[str]],
     rows: Sequence[Row],
     rejected: Sequence[Rejected],
+    *,
+    rules_inbox: bool = True,
 ) -> WriteResult:
     """Store one batch in one transaction (a savepoint if one is open); the caller acknowledges
     only after this returns."""
@@ -94,24 +96,46 @@ async def write_batch(
         if by_kind:
             await _touch_devices(cur, by_kind)
         for kind, kind_rows in by_kind.items():
-            # Moving (DELETE … RETURNING) leaves the stage empty for a next batch in the same
-            # transaction; COMMIT empties it anyway.
-            await cur.execute(
-                sql.SQL(
-                    "WITH moved AS (DELETE FROM {stage} RETURNING {cols})"
-                    " INSERT INTO {table} ({cols}) SELECT {cols} FROM moved"
-                    " ON CONFLICT DO NOTHING"
-                ).format(
-                    stage=sql.Identifier(_stage(kind)),
-                    table=sql.Identifier(kind.value),
-                    cols=sql.SQL(", ").join(map(sql.Identifier, copy_columns(kind))),
-                )
-            )
-            result.inserted[kind] = cur.rowcount
-            result.duplicates += len(kind_rows) - cur.rowcount
+            inserted = await _move(cur, kind, rules_inbox)
+            result.inserted[kind] = inserted
+            result.duplicates += len(kind_rows) - inserted
+        if rules_inbox and any(result.inserted.values()):
+            # Delivered at COMMIT: rules workers wake at once instead of at their next poll.
+            await cur.execute("SELECT pg_notify(%s, '')", (RULES_CHANNEL,))
         if rejected:
             await _store_dead_letters(cur, rejected)
     return result
+
+
+RULES_CHANNEL = "placewatch_rule_inbox"
+
+
+async def _move(cur: AsyncCursor[Any], kind: Kind, rules_inbox: bool) -> int:
+    """Stage → table, skipping rows already stored; returns how many were new.
+
+    Moving (DELETE … RETURNING) leaves the stage empty for a next batch in the same transaction;
+    COMMIT empties it anyway. With ``rules_inbox`` the new rows (not the duplicates: those were
+    evaluated when first stored) are announced to the rules workers, one inbox row per device.
+    """
+    cols = sql.SQL(", ").join(map(sql.Identifier, copy_columns(kind)))
+    move = sql.SQL(
+        "WITH moved AS (DELETE FROM {stage} RETURNING {cols}),"
+        " new AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM moved"
+        " ON CONFLICT DO NOTHING RETURNING council_id, device_id, time)"
+    ).format(stage=sql.Identifier(_stage(kind)), table=sql.Identifier(kind.value), cols=cols)
+    if rules_inbox:
+        query = move + sql.SQL(
+            ", inbox AS (INSERT INTO rule_inbox"
+            " (council_id, device_id, kind, min_time, max_time, readings)"
+            " SELECT council_id, device_id, {kind}, min(time), max(time), count(*)"
+            " FROM new GROUP BY council_id, device_id RETURNING readings)"
+            " SELECT coalesce(sum(readings), 0)::bigint FROM inbox"
+        ).format(kind=sql.Literal(kind.value))
+    else:
+        query = move + sql.SQL(" SELECT count(*) FROM new")
+    await cur.execute(query)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

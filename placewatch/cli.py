@@ -88,6 +88,18 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace, settings: Settings) -> int:
+    from rules.commands import run_rules_command
+
+    return run_rules_command(args, settings)
+
+
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from rules.commands import run_alerts_command
+
+    return run_alerts_command(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="placewatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reason", default=None, help="only dead letters with this reason")
 
     sub.add_parser("status", help="print what is stored: readings, dead letters, devices")
+
+    from rules.commands import add_alerts_parser, add_rules_parser
+
+    add_rules_parser(sub)
+    add_alerts_parser(sub)
     return parser
 
 
@@ -131,6 +148,8 @@ _COMMANDS = {
     "simulate": _simulate,
     "replay": _replay,
     "status": _status,
+    "rules": _rules,
+    "alerts": _alerts,
 }
 
 

@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     # On SIGTERM: how long to keep trying to commit what is held before leaving it to the broker.
     ingest_stop_timeout_s: float = 15.0
 
+    # Announce committed readings to the rules workers (rule_inbox, same transaction). Turn off
+    # only where no rules worker runs, or the inbox grows by a row per device and batch.
+    ingest_rules_inbox: bool = True
+
+    # Rules workers. Rule files: the shipped defaults (unless turned off) plus
+    # PLACEWATCH_RULES_PATH, files or directories separated by the OS path separator (":").
+    rules_defaults: bool = True
+    rules_path: str = ""
+    # Devices whose new readings one transaction evaluates (a worker takes whole devices).
+    rules_batch: int = Field(default=100, ge=1)
+    # Longest sleep between looks at the inbox and the timers (a NOTIFY wakes a worker at once).
+    rules_poll_s: float = Field(default=1.0, gt=0)
+    # A reading older than this behind what a rule has already evaluated for its subject is
+    # stored but not evaluated again (re-stepping a whole week for one straggler is no use).
+    rules_allowed_lateness_s: float = Field(default=6 * 3600, ge=0)
+    rules_http_host: str = "127.0.0.1"
+    rules_http_port: int = 9109
+
     # Failpoint for the crash tests: exit abruptly after this many commits, before acknowledging.
     test_exit_after_commits: int | None = None
 

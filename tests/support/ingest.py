@@ -1,4 +1,5 @@
-"""Run ``placewatch ingest`` as a real subprocess, so tests can SIGKILL and restart it."""
+"""Run ``placewatch ingest`` (or another service, e.g. ``rules run``) as a real subprocess, so
+tests can SIGKILL and restart it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class IngestProcess:
     client_id: str
     logdir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ("ingest",)
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -36,6 +38,7 @@ class IngestProcess:
             PLACEWATCH_TOPIC_PREFIX=self.prefix,
             PLACEWATCH_INGEST_CLIENT_ID=self.client_id,
             PLACEWATCH_INGEST_HTTP_PORT=str(self.http_port),
+            PLACEWATCH_RULES_HTTP_PORT=str(self.http_port),
             PLACEWATCH_LOG_LEVEL="INFO",
         )
         env.update(self.extra_env)
@@ -43,9 +46,12 @@ class IngestProcess:
 
     def start(self, wait_ready: bool = True) -> None:
         self.starts += 1
-        log = (self.logdir / f"ingest-{self.client_id}.log").open("ab")
+        log = self._log_path().open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "placewatch", "ingest"], env=self.env(), stdout=log, stderr=log
+            [sys.executable, "-m", "placewatch", *self.command],
+            env=self.env(),
+            stdout=log,
+            stderr=log,
         )
         if wait_ready:
             self.wait_ready()
@@ -70,7 +76,7 @@ class IngestProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(
-                    f"ingest exited with {self.process and self.process.returncode}:"
+                    f"{self.command[0]} exited with {self.process and self.process.returncode}:"
                     f"\n{self.log_tail()}"
                 )
             try:
@@ -79,7 +85,7 @@ class IngestProcess:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"ingest not ready after {timeout} s:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.command[0]} not ready after {timeout} s:\n{self.log_tail()}")
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples (all label sets) from /metrics."""
@@ -101,8 +107,15 @@ class IngestProcess:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def _log_path(self) -> Path:
+        return self.logdir / f"{self.command[0]}-{self.client_id}.log"
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
     def log_tail(self, lines: int = 40) -> str:
-        path = self.logdir / f"ingest-{self.client_id}.log"
+        path = self._log_path()
         return (
             "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
             if path.exists()

@@ -1,0 +1,155 @@
+"""Reading what rules need from the database: devices, rule state and readings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncCursor, sql
+from psycopg.types.json import Jsonb
+
+from placewatch.kinds import MEASUREMENT_COLUMNS, Kind
+from rules.engine import SubjectState
+from rules.model import DeviceView
+from rules.series import Series
+
+DeviceKey = tuple[str, str]  # (council_id, device_id)
+StateKey = tuple[str, str, str, str]  # (rule_id, council_id, subject_type, subject_id)
+
+_DEVICE_COLUMNS = (
+    "council_id, device_id, kind, model, site, ward, resident_id, tags, properties,"
+    " expected_interval_s"
+)
+
+
+def device_view(row: Sequence[Any]) -> DeviceView:
+    council_id, device_id, kind, model, site, ward, resident_id, tags, props, interval = row[:10]
+    return DeviceView(
+        council_id=council_id,
+        device_id=device_id,
+        kind=Kind(kind),
+        model=model,
+        site=site,
+        ward=ward,
+        resident_id=resident_id,
+        tags=tuple(tags or ()),
+        properties=props if isinstance(props, dict) else {},
+        expected_interval_s=interval,
+    )
+
+
+async def load_devices(
+    cur: AsyncCursor[Any], keys: Iterable[DeviceKey]
+) -> dict[DeviceKey, DeviceView]:
+    ks = list(keys)
+    await cur.execute(
+        f"""SELECT {_DEVICE_COLUMNS} FROM devices
+            JOIN unnest(%s::text[], %s::text[]) AS k(council_id, device_id)
+              USING (council_id, device_id)""",
+        ([k[0] for k in ks], [k[1] for k in ks]),
+    )
+    views = [device_view(r) for r in await cur.fetchall()]
+    return {(v.council_id, v.device_id): v for v in views}
+
+
+async def all_devices(cur: AsyncCursor[Any], council_id: str | None = None) -> list[DeviceView]:
+    await cur.execute(
+        f"""SELECT {_DEVICE_COLUMNS} FROM devices
+            WHERE %(c)s::text IS NULL OR council_id = %(c)s ORDER BY council_id, device_id""",
+        {"c": council_id},
+    )
+    return [device_view(r) for r in await cur.fetchall()]
+
+
+def _dt(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+async def load_states(
+    cur: AsyncCursor[Any], subjects: Iterable[tuple[str, str, str]], rule_ids: Sequence[str]
+) -> dict[StateKey, SubjectState]:
+    """States of the given rules for (council_id, subject_type, subject_id) subjects."""
+    subs = list(subjects)
+    await cur.execute(
+        """SELECT rule_id, council_id, subject_type, subject_id, active, alert_id,
+                  last_transition_at, evaluated_until, data
+           FROM rule_state
+           JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(council_id, subject_type,
+                                                              subject_id)
+             USING (council_id, subject_type, subject_id)
+           WHERE rule_id = ANY(%s)""",
+        ([s[0] for s in subs], [s[1] for s in subs], [s[2] for s in subs], list(rule_ids)),
+    )
+    return {
+        (r[0], r[1], r[2], r[3]): SubjectState(
+            active=r[4],
+            alert_id=r[5],
+            last_transition_at=_dt(r[6]),
+            evaluated_until=_dt(r[7]),
+            data=r[8] or {},
+        )
+        for r in await cur.fetchall()
+    }
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+async def save_states(cur: AsyncCursor[Any], states: dict[StateKey, SubjectState]) -> None:
+    if not states:
+        return
+    await cur.executemany(
+        """INSERT INTO rule_state (rule_id, council_id, subject_type, subject_id, active,
+                                   alert_id, last_transition_at, evaluated_until, data)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (council_id, subject_type, subject_id, rule_id) DO UPDATE
+           SET active = excluded.active, alert_id = excluded.alert_id,
+               last_transition_at = excluded.last_transition_at,
+               evaluated_until = excluded.evaluated_until, data = excluded.data,
+               updated_at = now()""",
+        [
+            (
+                *key,
+                s.active,
+                s.alert_id,
+                _ts(s.last_transition_at),
+                _ts(s.evaluated_until),
+                Jsonb(s.data),
+            )
+            for key, s in sorted(states.items())
+        ],
+    )
+
+
+async def load_series(
+    cur: AsyncCursor[Any], kind: Kind, ranges: dict[DeviceKey, tuple[datetime, datetime]]
+) -> dict[DeviceKey, Series]:
+    """Readings of each device within its (from, to) range, in event-time order."""
+    names = list(MEASUREMENT_COLUMNS[kind])
+    keys = sorted(ranges)
+    query = sql.SQL(
+        """SELECT t.council_id, t.device_id, t.time, t.received_at, {cols}
+           FROM {table} t
+           JOIN unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                AS q(c, d, lo, hi)
+             ON t.council_id = q.c AND t.device_id = q.d AND t.time >= q.lo AND t.time <= q.hi
+           ORDER BY t.council_id, t.device_id, t.time"""
+    ).format(
+        cols=sql.SQL(", ").join(sql.Identifier("t", n) for n in names),
+        table=sql.Identifier(kind.value),
+    )
+    await cur.execute(
+        query,
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [ranges[k][0] for k in keys],
+            [ranges[k][1] for k in keys],
+        ),
+    )
+    rows_by: dict[DeviceKey, list[tuple[Any, ...]]] = {k: [] for k in keys}
+    for row in await cur.fetchall():
+        rows_by[(row[0], row[1])].append(tuple(row[2:]))
+    return {k: Series.from_rows(names, rows) for k, rows in rows_by.items()}
