@@ -116,26 +116,45 @@ async def _move(cur: AsyncCursor[Any], kind: Kind, rules_inbox: bool) -> int:
     Moving (DELETE … RETURNING) leaves the stage empty for a next batch in the same transaction;
     COMMIT empties it anyway. With ``rules_inbox`` the new rows (not the duplicates: those were
     evaluated when first stored) are announced to the rules workers, one inbox row per device.
+    The insert into the (hyper)table stays the top-level statement: TimescaleDB has had defects
+    with hypertable inserts inside data-modifying CTEs.
     """
     cols = sql.SQL(", ").join(map(sql.Identifier, copy_columns(kind)))
-    move = sql.SQL(
-        "WITH moved AS (DELETE FROM {stage} RETURNING {cols}),"
-        " new AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM moved"
-        " ON CONFLICT DO NOTHING RETURNING council_id, device_id, time)"
-    ).format(stage=sql.Identifier(_stage(kind)), table=sql.Identifier(kind.value), cols=cols)
-    if rules_inbox:
-        query = move + sql.SQL(
-            ", inbox AS (INSERT INTO rule_inbox"
-            " (council_id, device_id, kind, min_time, max_time, readings)"
-            " SELECT council_id, device_id, {kind}, min(time), max(time), count(*)"
-            " FROM new GROUP BY council_id, device_id RETURNING readings)"
-            " SELECT coalesce(sum(readings), 0)::bigint FROM inbox"
-        ).format(kind=sql.Literal(kind.value))
-    else:
-        query = move + sql.SQL(" SELECT count(*) FROM new")
-    await cur.execute(query)
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    await cur.execute(
+        sql.SQL(
+            "WITH moved AS (DELETE FROM {stage} RETURNING {cols})"
+            " INSERT INTO {table} ({cols}) SELECT {cols} FROM moved"
+            " ON CONFLICT DO NOTHING"
+        ).format(stage=sql.Identifier(_stage(kind)), table=sql.Identifier(kind.value), cols=cols)
+        + (sql.SQL(" RETURNING council_id, device_id, time") if rules_inbox else sql.SQL(""))
+    )
+    inserted = cur.rowcount
+    if rules_inbox and inserted > 0:
+        spans: dict[tuple[str, str], list[Any]] = {}
+        for council_id, device_id, time in await cur.fetchall():
+            span = spans.get((council_id, device_id))
+            if span is None:
+                spans[(council_id, device_id)] = [time, time, 1]
+            else:
+                span[0] = min(span[0], time)
+                span[1] = max(span[1], time)
+                span[2] += 1
+        keys = sorted(spans)
+        await cur.execute(
+            """INSERT INTO rule_inbox (council_id, device_id, kind, min_time, max_time, readings)
+               SELECT c, d, %s, lo, hi, n
+               FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                           %s::int[]) AS u(c, d, lo, hi, n)""",
+            (
+                kind.value,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [spans[k][0] for k in keys],
+                [spans[k][1] for k in keys],
+                [spans[k][2] for k in keys],
+            ),
+        )
+    return inserted
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -147,7 +147,12 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> list[tuple[AnyRule, i
                 loc += ("kind",)
             field, line = _locate(doc, loc)
             value = f" (got {err['input']!r})" if _is_scalar(err.get("input")) else ""
-            problems.append(RuleProblem(str(path), line, field, err["msg"] + value))
+            message = err["msg"]
+            if "float" in loc or "PropertyRef" in loc:
+                message = "expected a number or {property: <device setting>}"
+            problem = RuleProblem(str(path), line, field, message + value)
+            if problem not in problems:
+                problems.append(problem)
         return []
     return [(rule, _line_of(doc, ("rules", i))) for i, rule in enumerate(parsed.rules)]
 

@@ -42,7 +42,7 @@ def fleet(council_id: str, per_kind: int, kinds: tuple[Kind, ...] = KINDS) -> li
             if kind is Kind.BIN_FILL:
                 props = {"depth_mm": 1200}
             elif kind is Kind.FLOOD_LEVEL:
-                props = {"typical_low_m": 0.2, "typical_high_m": 1.5, "alert_m": 2.2}
+                props = {"typical_low_m": 0.2, "typical_high_m": 1.5, "alert_level_m": 2.2}
             elif kind is Kind.HOME_ACTIVITY:
                 resident = f"r-{i // len(_ACTIVITY_SENSORS):04d}"
                 props = {"sensor": _ACTIVITY_SENSORS[i % len(_ACTIVITY_SENSORS)]}

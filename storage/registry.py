@@ -25,6 +25,8 @@ class DeviceSpec:
     resident_id: str | None = None
     expected_interval_s: int | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    # Free labels that rules can select on (e.g. "high-street", "care-pilot").
+    tags: tuple[str, ...] = ()
 
 
 def register(
@@ -50,20 +52,23 @@ def register(
                 d.resident_id,
                 Jsonb(d.properties),
                 d.expected_interval_s,
+                list(d.tags),
             )
             for d in devices
         ]
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO devices (council_id, device_id, kind, model, site, ward, latitude,
-                                        longitude, resident_id, properties, expected_interval_s)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                        longitude, resident_id, properties, expected_interval_s,
+                                        tags)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (council_id, device_id) DO UPDATE
                    SET kind = excluded.kind, model = excluded.model, site = excluded.site,
                        ward = excluded.ward, latitude = excluded.latitude,
                        longitude = excluded.longitude, resident_id = excluded.resident_id,
                        properties = excluded.properties,
-                       expected_interval_s = excluded.expected_interval_s""",
+                       expected_interval_s = excluded.expected_interval_s,
+                       tags = excluded.tags""",
                 params,
             )
     return len(params)

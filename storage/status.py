@@ -1,4 +1,5 @@
-"""What is stored, for ``placewatch status``: readings per kind, dead letters, devices."""
+"""What is stored, for ``placewatch status``: readings per kind, dead letters, devices, alerts
+and the rules backlog."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class Status:
     dead_letters: dict[str, int] = field(default_factory=dict)
     devices: int = 0
     devices_heard: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)  # by state
+    rule_inbox: int = 0
 
 
 def collect(url: str) -> Status:
@@ -40,6 +43,10 @@ def collect(url: str) -> Status:
             "SELECT count(*), count(last_seen) FROM devices"
         ).fetchone() or (0, 0)
         status.devices, status.devices_heard = int(str(total)), int(str(heard))
+        for state, n in conn.execute("SELECT state, count(*) FROM alerts GROUP BY state"):
+            status.alerts[str(state)] = int(str(n))
+        row = conn.execute("SELECT count(*) FROM rule_inbox").fetchone()
+        status.rule_inbox = int(str(row[0])) if row else 0
     return status
 
 
@@ -51,4 +58,7 @@ def render(s: Status) -> str:
     lines.append(f"dead letters: {total_dl:,}")
     lines += [f"  {reason:<18} {n:>8,}" for reason, n in s.dead_letters.items()]
     lines.append(f"devices: {s.devices:,} registered, {s.devices_heard:,} heard from")
+    by_state = ", ".join(f"{n:,} {state}" for state, n in sorted(s.alerts.items())) or "none"
+    lines.append(f"alerts: {by_state}")
+    lines.append(f"rules inbox: {s.rule_inbox:,} device batches waiting for evaluation")
     return "\n".join(lines)

@@ -1,0 +1,1037 @@
+"""Alert latency benchmark: from a reading's commit to the commit of the alert it raises, at half
+the maximum ingest rate measured in the same run.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.alert_latency [--seconds 60] [--workers 1] [--messages 60000]
+
+One private Mosquitto and one fresh database (migrated, 2,000 simulated devices registered) serve
+both phases; the helpers are those of ``bench.drain``.
+
+1. **Maximum ingest rate**: ingest alone drains a backlog of ``--messages`` readings, exactly as
+   one placewatch run of ``bench.drain`` (rules inbox on, as in production). Its steady rate
+   (10-90 % done) is R_max.
+2. **Live phase**: the tables are emptied, then ingest and ``--workers`` rules workers run with one
+   threshold rule (flood gauges' ``level_m`` above 1.0, cleared at or below 0.8, no hold times)
+   while one publisher process sends mixed traffic from the whole fleet at R_max x
+   ``--fraction`` for ``--seconds``, every reading stamped with the time it is published.
+   ``--crossing-gauges`` gauges follow a square wave (half of every ``--cycle`` above, half
+   below), so alerts open and clear all along; the other gauges stay below 0.8.
+3. Once everything is stored and the rules inbox is empty, per alert:
+   commit -> alert = ``alerts.created_at - alerts.trigger_committed_at`` (both clock_timestamp(),
+   just before each commit) and publish -> alert = ``created_at - opened_at`` (the triggering
+   reading's event time, i.e. its publish time). The alerts are checked against the transitions
+   the publisher generated: each expected alert opened exactly once, at the right reading.
+
+Results go to stdout and to ``bench/results/alert-latency-<timestamp>.json``; everything started is
+stopped and the database dropped, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import resource
+import select
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench import drain
+from bench.drain import (
+    COUNCIL,
+    RESULTS,
+    ROOT,
+    BenchError,
+    CpuMeter,
+    DrainBench,
+    Progress,
+    machine_info,
+    metric_sums,
+    process_cpu_seconds,
+)
+from placewatch.kinds import KINDS, Kind
+from placewatch.settings import Settings
+from simulators.basic import ReadingGenerator, fleet
+from storage.registry import DeviceSpec
+from tests.support.ingest import IngestProcess
+from tests.support.postgres import ADMIN_URL
+from tests.support.traffic import dead_letters, distinct_readings, stored_readings
+
+RULE_ID = "bench-flood-high"
+LEVEL_ABOVE = 1.0
+LEVEL_CLEAR = 0.8
+RULES_YAML = f"""\
+rules:
+  - id: {RULE_ID}
+    kind: threshold
+    severity: warning
+    select: {{kind: flood_level}}
+    field: level_m
+    above: {LEVEL_ABOVE}
+    clear: {LEVEL_CLEAR}
+    clear_for: 0s
+"""
+LIVE_PREFIX = "bench/live"
+LIVE_CLIENT_ID = "bench-alert-ingest"
+PUBLISHER_CLIENT_ID = "bench-alert-publisher"
+PUBLISH_MAX_BACKLOG = 5_000
+SEED = 20251123
+WINDOW_S = 10.0
+LAG_METRIC = "placewatch_rules_evaluation_lag_seconds"
+INGEST_METRICS = (
+    "placewatch_ingest_received_total",
+    "placewatch_ingest_stored_total",
+    "placewatch_ingest_rejected_total",
+    "placewatch_ingest_duplicates_total",
+    "placewatch_ingest_db_errors_total",
+    "placewatch_ingest_acked_total",
+    "placewatch_ingest_batch_size_sum",
+    "placewatch_ingest_batch_size_count",
+)
+WORKER_METRICS = (
+    "placewatch_rules_readings_total",
+    "placewatch_rules_alerts_opened_total",
+    "placewatch_rules_alerts_resolved_total",
+    "placewatch_rules_errors_total",
+    "placewatch_rules_db_errors_total",
+    "placewatch_rules_too_late_total",
+    f"{LAG_METRIC}_sum",
+    f"{LAG_METRIC}_count",
+)
+
+
+# -- the publisher (a child process, so that its pacing has a GIL of its own) --------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+class RawPublisher:
+    """The least an MQTT 5 QoS 1 publisher does, on a plain socket: CONNECT, PUBLISH with packet
+    ids, count PUBACKs, respect the broker's Receive Maximum. paho costs ≈ 140 µs of CPU per
+    publish on the benchmark machine (a core at 7,000 msg/s); this costs a tenth of that, so the
+    harness takes little of the CPU that ingest, the workers and PostgreSQL share with it."""
+
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self._sock = socket.create_connection((host, port), timeout=10)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Protocol "MQTT" v5, clean start, keep-alive 0 (off), no properties.
+        body = _utf8("MQTT") + bytes([5, 0x02, 0, 0, 0]) + _utf8(client_id)
+        self._sock.sendall(bytes([0x10]) + _varint(len(body)) + body)
+        self._buf = b""
+        kind, connack = self._read_packet()
+        if kind != 0x20 or len(connack) < 2 or connack[1] != 0:
+            raise ConnectionError(f"CONNACK refused: {kind:#x} {connack!r}")
+        self.receive_maximum = _receive_maximum(connack[2:])
+        self._sock.settimeout(None)
+        self._cond = threading.Condition()
+        self._sent = self._acked = self._failed = 0
+        self._error: BaseException | None = None
+        self._next_id = 0
+        self._reader = threading.Thread(target=self._read_acks, daemon=True)
+        self._reader.start()
+
+    def _read_packet(self) -> tuple[int, bytes]:
+        while True:
+            if len(self._buf) >= 2:
+                length, shift, i = 0, 0, 1
+                while i < len(self._buf):
+                    byte = self._buf[i]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    i += 1
+                    if not byte & 0x80:
+                        if len(self._buf) >= i + length:
+                            packet = self._buf[i : i + length]
+                            kind = self._buf[0] & 0xF0
+                            self._buf = self._buf[i + length :]
+                            return kind, packet
+                        break
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            self._buf += chunk
+
+    def _read_acks(self) -> None:
+        try:
+            while True:
+                kind, packet = self._read_packet()
+                if kind == 0xE0:
+                    raise ConnectionError(f"broker sent DISCONNECT {packet!r}")
+                if kind != 0x40:
+                    continue
+                with self._cond:
+                    self._acked += 1
+                    # A reason code of 0x80 or more: not accepted.
+                    self._failed += len(packet) > 2 and packet[2] >= 0x80
+                    self._cond.notify_all()
+        except (OSError, ConnectionError) as exc:
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with self._cond:
+            while self._sent - self._acked >= self.receive_maximum and self._error is None:
+                self._cond.wait(1.0)
+            if self._error is not None:
+                raise ConnectionError(f"publisher: {self._error}")
+            self._sent += 1
+        self._next_id = self._next_id % 65535 + 1
+        body = _utf8(topic) + self._next_id.to_bytes(2, "big") + b"\x00" + payload
+        self._sock.sendall(b"\x32" + _varint(len(body)) + body)
+
+    def backlog(self) -> int:
+        return self._sent - self._acked
+
+    def failed(self) -> int:
+        return self._failed
+
+    def wait_acked(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._acked < self._sent and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return self._acked >= self._sent
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.sendall(b"\xe0\x00")  # DISCONNECT, normal
+            self._sock.close()
+
+
+def _receive_maximum(props: bytes) -> int:
+    """Receive Maximum (property 0x21) from CONNACK properties; 65,535 when absent."""
+    if not props:
+        return 65_535
+    length, shift, i = 0, 0, 0
+    while True:
+        byte = props[i]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not byte & 0x80:
+            break
+    end = i + length
+    while i < end:
+        ident = props[i]
+        i += 1
+        if ident == 0x21:
+            return int.from_bytes(props[i : i + 2], "big")
+        if ident in (0x24, 0x25, 0x28, 0x29, 0x2A):  # one-byte values
+            i += 1
+        elif ident in (0x13, 0x22):  # two-byte integers
+            i += 2
+        elif ident in (0x11, 0x27):  # four-byte integers
+            i += 4
+        elif ident == 0x26:  # user property: two strings
+            for _ in range(2):
+                i += 2 + int.from_bytes(props[i : i + 2], "big")
+        else:  # strings and binary data: 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F
+            i += 2 + int.from_bytes(props[i : i + 2], "big")
+    return 65_535
+
+
+def mixed_order(devices: list[DeviceSpec]) -> list[DeviceSpec]:
+    """The fleet interleaved by kind (bin, air, gauge, home, bin, ...), as a fleet reports."""
+    by_kind: dict[Kind, list[DeviceSpec]] = defaultdict(list)
+    for d in devices:
+        by_kind[d.kind].append(d)
+    longest = max(len(v) for v in by_kind.values())
+    return [by_kind[k][i] for i in range(longest) for k in KINDS if i < len(by_kind[k])]
+
+
+def publisher_main(spec_path: str) -> int:
+    """Publish ``rate`` msg/s for ``seconds``, paced against the monotonic clock; every reading
+    is stamped when it is published. Writes what it sent and the rule transitions that traffic
+    implies to ``spec["result"]``."""
+    spec = json.loads(Path(spec_path).read_text())
+    devices = fleet(spec["council"], spec["per_kind"])
+    order = mixed_order(devices)
+    gauges = [d for d in devices if d.kind is Kind.FLOOD_LEVEL]
+    cycle, crossing = float(spec["cycle_s"]), int(spec["crossing_gauges"])
+    # Crossing gauge k is ahead in its cycle by k/crossing of a cycle: opens spread evenly.
+    offset = {g.device_id: k * cycle / crossing for k, g in enumerate(gauges[:crossing])}
+    rng = random.Random(SEED)
+    gen = ReadingGenerator(devices, spec["prefix"], seed=SEED)  # clock: now
+    rate, total = float(spec["rate"]), int(spec["messages"])
+    hard_stop = float(spec["seconds"]) * 2 + 30
+    active: dict[str, str | None] = {g.device_id: None for g in gauges}  # open since (iso)
+    last_time: dict[str, datetime] = {}
+    expected: list[list[str | None]] = []
+    open_index: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
+    above = 0
+    behind_max = 0.0
+    behind_late = 0  # messages sent more than 50 ms after their slot
+    stalls = 0
+    pub = RawPublisher(spec["host"], spec["port"], PUBLISHER_CLIENT_ID)
+    print("started", flush=True)
+    t0 = time.monotonic()
+    wall0 = time.time()
+    sent = 0
+    try:
+        while sent < total:
+            now = time.monotonic()
+            if now - t0 > hard_stop:
+                break
+            due = t0 + sent / rate
+            if due > now + 0.001:
+                time.sleep(due - now)
+            else:
+                behind = now - due
+                behind_max = max(behind_max, behind)
+                behind_late += behind > 0.05
+            device = order[sent % len(order)]
+            if device.kind is Kind.FLOOD_LEVEL:
+                at = datetime.now(UTC)
+                prev = last_time.get(device.device_id)
+                if prev is not None and at <= prev:
+                    at = prev + timedelta(microseconds=1)
+                last_time[device.device_id] = at
+                dev_id = device.device_id
+                if dev_id in offset:
+                    phase = (at.timestamp() - wall0 + offset[dev_id]) % cycle
+                    level = rng.uniform(1.1, 1.4) if phase >= cycle / 2 else rng.uniform(0.3, 0.7)
+                else:
+                    level = rng.uniform(0.3, 0.75)
+                level = round(level, 3)
+                iso = at.isoformat()
+                if active[dev_id] is None and level > LEVEL_ABOVE:
+                    active[dev_id] = iso
+                    open_index[dev_id] = len(expected)
+                    expected.append([dev_id, iso, None])
+                elif active[dev_id] is not None and level <= LEVEL_CLEAR:
+                    active[dev_id] = None
+                    expected[open_index[dev_id]][2] = iso
+                above += level > LEVEL_ABOVE
+                body = {"level_m": level, "battery_pct": 97.0, "time": iso}
+                topic = f"{spec['prefix']}/{device.council_id}/flood_level/{dev_id}"
+                payload = json.dumps(body, separators=(",", ":")).encode()
+            else:
+                topic, payload = gen.next_for(device)
+            while pub.backlog() > PUBLISH_MAX_BACKLOG:
+                stalls += 1
+                time.sleep(0.001)
+            pub.publish(topic, payload)
+            kinds[device.kind.value] += 1
+            sent += 1
+        elapsed = time.monotonic() - t0
+        acked = pub.wait_acked(timeout=60)
+    finally:
+        pub.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {
+        "sent": sent,
+        "planned": total,
+        "target_rate": rate,
+        "seconds": round(elapsed, 3),
+        "achieved_rate": round(sent / elapsed, 1) if elapsed > 0 else None,
+        "first_publish_at": datetime.fromtimestamp(wall0, UTC).isoformat(),
+        "all_acked": acked,
+        "behind_schedule_max_s": round(behind_max, 4),
+        "sent_over_50ms_late": behind_late,
+        "backlog_stalls_ms": stalls,
+        "by_kind": dict(kinds),
+        "flood_readings_above": above,
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "expected": expected,
+    }
+    Path(spec["result"]).write_text(json.dumps(result))
+    return 0 if sent == total and acked else 1
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+def stats_ms(values: Sequence[float]) -> dict[str, Any]:
+    """count, mean, min, p50, p95, p99, max in milliseconds; percentiles by nearest rank."""
+    if not values:
+        return {"count": 0}
+    s = sorted(values)
+
+    def rank(q: float) -> float:
+        return s[max(0, math.ceil(q * len(s)) - 1)]
+
+    out: dict[str, Any] = {"count": len(s)}
+    for name, v in (
+        ("mean", statistics.fmean(s)),
+        ("min", s[0]),
+        ("p50", rank(0.50)),
+        ("p95", rank(0.95)),
+        ("p99", rank(0.99)),
+        ("max", s[-1]),
+    ):
+        out[name] = round(1000 * v, 1)
+    return out
+
+
+def histogram(texts: Sequence[str], name: str) -> dict[str, float]:
+    """Cumulative bucket counts of a Prometheus histogram, summed over several /metrics pages."""
+    buckets: dict[str, float] = defaultdict(float)
+    prefix = f"{name}_bucket{{"
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(prefix) and 'le="' in line:
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets[le] += float(line.rsplit(" ", 1)[1])
+    return dict(sorted(buckets.items(), key=lambda kv: float(kv[0])))
+
+
+def bucket_quantile(buckets: dict[str, float], q: float) -> str | None:
+    """The upper bound of the bucket holding quantile q (a histogram only bounds it)."""
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        return None
+    for le, cum in buckets.items():
+        if cum >= q * total:
+            return f"<= {le} s"
+    return None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+class AlertLatencyBench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        drain_argv = ["--messages", str(args.messages), "--repeat", "1"]
+        drain_argv += ["--per-kind", str(args.per_kind), "--timeout", str(args.timeout)]
+        drain_argv += ["--admin-url", args.admin_url, "--timescaledb", args.timescaledb]
+        if args.mosquitto_conf:
+            drain_argv += ["--mosquitto-conf", args.mosquitto_conf]
+        if args.keep_workdir:
+            drain_argv.append("--keep-workdir")
+        # Broker, database, fleet, backlog, clean-up and the drain itself are bench.drain's.
+        self.d = DrainBench(drain.parse_args(drain_argv))
+        self.problems = self.d.problems
+        self.stamp = datetime.now(UTC).strftime("alert-latency-%Y%m%dT%H%M%SZ")
+
+    def cleanup(self) -> None:
+        self.d.cleanup()
+
+    # -- phase 1 ---------------------------------------------------------------------------------
+
+    def max_rate(self) -> dict[str, Any]:
+        run = self.d.run_placewatch("max")
+        print(
+            f"R_max: {run['msgs_per_s']:,.0f} msg/s over the whole drain of {self.args.messages:,}"
+            f" (steady, 10-90 %: {run['steady_msgs_per_s'] or 0:,.0f} msg/s)",
+            flush=True,
+        )
+        return run
+
+    def reset_tables(self) -> None:
+        tables = [sql.Identifier(k.value) for k in KINDS]
+        tables += [sql.Identifier(t) for t in ("dead_letters", "rule_inbox", "rule_state")]
+        with self.d.connect() as conn:
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
+            row = conn.execute("SELECT count(*) FROM alerts").fetchone()
+            if row and row[0]:
+                raise BenchError(f"{row[0]} alerts before the live phase")
+            conn.execute("VACUUM ANALYZE devices")
+            conn.execute("CHECKPOINT")
+
+    # -- phase 2 ---------------------------------------------------------------------------------
+
+    def start_services(self, rules_file: Path) -> tuple[IngestProcess, list[IngestProcess]]:
+        assert self.d.db_url is not None and self.d.broker is not None
+        ingest = IngestProcess(
+            self.d.db_url, self.d.broker.port, LIVE_PREFIX, LIVE_CLIENT_ID, self.d.workdir
+        )
+        self.d.ingests.append(ingest)
+        ingest.start(wait_ready=True)  # subscribed
+        workers = []
+        for i in range(self.args.workers):
+            worker = IngestProcess(
+                self.d.db_url,
+                self.d.broker.port,
+                LIVE_PREFIX,
+                f"bench-rules-{i}",
+                self.d.workdir,
+                command=("rules", "run"),
+                extra_env={
+                    "PLACEWATCH_RULES_DEFAULTS": "false",
+                    "PLACEWATCH_RULES_PATH": str(rules_file),
+                },
+            )
+            self.d.ingests.append(worker)
+            worker.start(wait_ready=True)  # database reachable
+            workers.append(worker)
+        return ingest, workers
+
+    def run_live(self, rate: float) -> dict[str, Any]:
+        assert self.d.broker is not None
+        rules_file = self.d.workdir / "rules.yaml"
+        rules_file.write_text(RULES_YAML)
+        ingest, workers = self.start_services(rules_file)
+        n = round(rate * self.args.seconds)
+        spec_path = self.d.workdir / "publisher.json"
+        result_path = self.d.workdir / "publisher-result.json"
+        spec_path.write_text(
+            json.dumps(
+                {
+                    "host": self.d.broker.host,
+                    "port": self.d.broker.port,
+                    "prefix": LIVE_PREFIX,
+                    "council": COUNCIL,
+                    "per_kind": self.args.per_kind,
+                    "crossing_gauges": self.args.crossing_gauges,
+                    "cycle_s": self.args.cycle,
+                    "rate": rate,
+                    "seconds": self.args.seconds,
+                    "messages": n,
+                    "result": str(result_path),
+                }
+            )
+        )
+        code = "import sys; from bench.alert_latency import publisher_main; "
+        code += "sys.exit(publisher_main(sys.argv[1]))"
+        with self.d.connect() as watch:
+            pg_before = self.pg_activity(watch)
+            meter = CpuMeter(self.d.dbname, self.d.broker_pid, {watch.info.backend_pid})
+            cpu0 = {
+                "ingest": process_cpu_seconds(ingest.pid),
+                "rules workers": sum(process_cpu_seconds(w.pid) for w in workers),
+            }
+            log = (self.d.workdir / "publisher.log").open("wb")
+            child = subprocess.Popen(
+                [sys.executable, "-c", code, str(spec_path)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+            self.d.children.append(child)
+            assert child.stdout is not None
+            ready, _, _ = select.select([child.stdout], [], [], 60)
+            if not ready or child.stdout.readline().strip() != b"started":
+                raise BenchError(f"publisher did not start: {self.read_log('publisher.log')}")
+            progress = Progress("live", n)
+            t0 = time.monotonic()
+            deadline = t0 + self.args.seconds * 2 + 120
+            trace: list[dict[str, Any]] = []
+            last_poll = 0.0
+            while child.poll() is None:
+                if time.monotonic() > deadline:
+                    raise BenchError("publisher still running after its time limit")
+                self.check_alive(ingest, workers)
+                if time.monotonic() - last_poll >= 1.0:
+                    last_poll = time.monotonic()
+                    trace.append(self.sample(watch, ingest, workers, last_poll - t0))
+                    s = trace[-1]
+                    progress.update(
+                        int(s["received"]),
+                        f"evaluated {s['evaluated']:,} alerts {s['alerts_opened']:,}"
+                        f" inbox {s['inbox_rows']:,}",
+                    )
+                    meter.sample_postgres()
+                time.sleep(0.1)
+            phase_s = time.monotonic() - t0
+            cpu = meter.finish(
+                phase_s,
+                ingest=process_cpu_seconds(ingest.pid) - cpu0["ingest"],
+                **{
+                    "rules workers": sum(process_cpu_seconds(w.pid) for w in workers)
+                    - cpu0["rules workers"]
+                },
+            )
+            progress.close()
+            if not result_path.exists():
+                raise BenchError(
+                    f"publisher exited {child.returncode} without a result: "
+                    f"{self.read_log('publisher.log')}"
+                )
+            published: dict[str, Any] = json.loads(result_path.read_text())
+            cpu["publisher (own rusage)"] = published["cpu_seconds"]
+            if published["sent"] != n or not published["all_acked"]:
+                self.problems.append(
+                    f"publisher sent {published['sent']} of {n}, all acknowledged: "
+                    f"{published['all_acked']}"
+                )
+            catch_up = self.catch_up(watch, ingest, workers, published["sent"], t0, trace)
+            pg_after = self.pg_activity(watch)
+        worker_pages = [w.http("/metrics")[1] for w in workers]
+        ingest_m = metric_sums(ingest.http("/metrics")[1], *INGEST_METRICS)
+        worker_m = metric_sums("\n".join(worker_pages), *WORKER_METRICS)
+        lag_buckets = histogram(worker_pages, LAG_METRIC)
+        for proc in (*workers, ingest):
+            rc = proc.terminate(60)
+            if rc != 0:
+                self.problems.append(f"{proc.command[0]} {proc.client_id} exited {rc}")
+        self.d.end_session(LIVE_CLIENT_ID)
+        return {
+            "rate_target": round(rate, 1),
+            "messages_planned": n,
+            "publisher": {k: v for k, v in published.items() if k != "expected"},
+            "phase_seconds": round(phase_s, 2),
+            "catch_up": catch_up,
+            "ingest_metrics": ingest_m,
+            "worker_metrics": worker_m,
+            "evaluation_lag_histogram": lag_buckets,
+            "evaluation_lag_p50": bucket_quantile(lag_buckets, 0.5),
+            "evaluation_lag_p99": bucket_quantile(lag_buckets, 0.99),
+            "cpu_seconds": cpu,
+            "postgres_activity": {
+                k: pg_after[k] - pg_before.get(k, 0)
+                for k in pg_after
+                if pg_after[k] != pg_before.get(k, 0)
+            },
+            "trace": trace,
+            "expected": published["expected"],
+        }
+
+    def read_log(self, name: str) -> str:
+        path = self.d.workdir / name
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def check_alive(self, ingest: IngestProcess, workers: list[IngestProcess]) -> None:
+        for proc in (ingest, *workers):
+            if not proc.alive():
+                raise BenchError(f"{proc.command[0]} {proc.client_id} exited:\n{proc.log_tail()}")
+
+    def sample(
+        self,
+        watch: psycopg.Connection[tuple[Any, ...]],
+        ingest: IngestProcess,
+        workers: list[IngestProcess],
+        at: float,
+    ) -> dict[str, Any]:
+        try:
+            im = metric_sums(ingest.http("/metrics")[1], *INGEST_METRICS)
+            wm = metric_sums("\n".join(w.http("/metrics")[1] for w in workers), *WORKER_METRICS)
+        except OSError:
+            im, wm = dict.fromkeys(INGEST_METRICS, 0.0), dict.fromkeys(WORKER_METRICS, 0.0)
+        row = watch.execute("SELECT count(*) FROM rule_inbox").fetchone()
+        return {
+            "t": round(at, 2),
+            "received": int(im["placewatch_ingest_received_total"]),
+            "stored": int(im["placewatch_ingest_stored_total"]),
+            "evaluated": int(wm["placewatch_rules_readings_total"]),
+            "alerts_opened": int(wm["placewatch_rules_alerts_opened_total"]),
+            "inbox_rows": int(row[0]) if row else -1,
+        }
+
+    def catch_up(
+        self,
+        watch: psycopg.Connection[tuple[Any, ...]],
+        ingest: IngestProcess,
+        workers: list[IngestProcess],
+        sent: int,
+        t0: float,
+        trace: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """After the last publish: until ingest has stored every message and the workers have
+        evaluated every stored reading (inbox empty)."""
+        started = time.monotonic()
+        deadline = started + self.args.timeout
+        stored_at: float | None = None
+        while True:
+            self.check_alive(ingest, workers)
+            s = self.sample(watch, ingest, workers, time.monotonic() - t0)
+            if stored_at is None and s["stored"] >= sent:
+                stored_at = time.monotonic() - started
+            if stored_at is not None and s["inbox_rows"] == 0 and s["evaluated"] >= s["stored"]:
+                trace.append(s)
+                break
+            if time.monotonic() > deadline:
+                trace.append(s)
+                raise BenchError(
+                    f"not caught up {self.args.timeout} s after the last publish: {s}\n"
+                    f"{ingest.log_tail(10)}"
+                )
+            time.sleep(0.05)
+        return {
+            "seconds_to_all_stored": round(stored_at, 2),
+            "seconds_to_all_evaluated": round(time.monotonic() - started, 2),
+        }
+
+    def pg_activity(self, conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
+        """Checkpoints (whole server) and autovacuum/autoanalyze runs per table (this database),
+        to tell latency spikes that coincide with them."""
+        out: dict[str, int] = {}
+        row = conn.execute(
+            "SELECT checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter"
+        ).fetchone()
+        if row:
+            out["checkpoints (server)"] = int(row[0]) + int(row[1])
+        for relname, vac, ana in conn.execute(
+            "SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables"
+        ).fetchall():
+            out[f"autovacuum {relname}"] = int(vac)
+            out[f"autoanalyze {relname}"] = int(ana)
+        return out
+
+    # -- phase 3 ---------------------------------------------------------------------------------
+
+    def analyse(self, live: dict[str, Any]) -> dict[str, Any]:
+        with self.d.connect() as conn:
+            alerts = conn.execute(
+                """SELECT subject_id, opened_at, created_at, trigger_committed_at, resolved_at,
+                          state, rule_id
+                   FROM alerts ORDER BY alert_id"""
+            ).fetchall()
+            outbox_opened = conn.execute(
+                "SELECT count(*) FROM alert_outbox WHERE event = 'opened'"
+            ).fetchone()
+            rows = stored_readings(conn, COUNCIL)
+            distinct = distinct_readings(conn, COUNCIL)
+            dead = dead_letters(conn, LIVE_PREFIX)
+        sent = live["publisher"]["sent"]
+        if rows != sent or distinct != sent or dead:
+            self.problems.append(
+                f"live: {rows} readings stored ({distinct} distinct) of {sent} published, "
+                f"{len(dead)} dead letters {[x[2:] for x in dead[:3]]}"
+            )
+        phase_start = _dt(live["publisher"]["first_publish_at"])
+        assert phase_start is not None
+        commit_to_alert: list[float] = []
+        publish_to_alert: list[float] = []
+        publish_to_commit: list[float] = []
+        windows: dict[int, list[float]] = defaultdict(list)
+        no_trigger = 0
+        slowest: list[tuple[float, str, float]] = []
+        for subject, opened, created, trigger, _resolved, _state, _rule in alerts:
+            publish_to_alert.append((created - opened).total_seconds())
+            if trigger is None:
+                no_trigger += 1
+                continue
+            lat = (created - trigger).total_seconds()
+            commit_to_alert.append(lat)
+            publish_to_commit.append((trigger - opened).total_seconds())
+            at = (created - phase_start).total_seconds()
+            windows[int(at // WINDOW_S)].append(lat)
+            slowest.append((lat, subject, round(at, 2)))
+        slowest.sort(reverse=True)
+        if no_trigger:
+            self.problems.append(f"{no_trigger} alerts without trigger_committed_at")
+        verification = self.verify(alerts, live["expected"])
+        if outbox_opened and int(outbox_opened[0]) != len(alerts):
+            self.problems.append(
+                f"{outbox_opened[0]} 'opened' outbox rows for {len(alerts)} alerts"
+            )
+        return {
+            "alerts": len(alerts),
+            "readings_stored": rows,
+            "commit_to_alert_ms": stats_ms(commit_to_alert),
+            "publish_to_alert_ms": stats_ms(publish_to_alert),
+            "publish_to_commit_ms_triggering_readings": stats_ms(publish_to_commit),
+            "commit_to_alert_by_window": [
+                {"from_s": k * WINDOW_S, **stats_ms(v)} for k, v in sorted(windows.items())
+            ],
+            "slowest_commit_to_alert": [
+                {"ms": round(1000 * lat, 1), "device": dev, "created_s_into_phase": at}
+                for lat, dev, at in slowest[:10]
+            ],
+            "verification": verification,
+        }
+
+    def verify(
+        self, alerts: list[tuple[Any, ...]], expected: list[list[str | None]]
+    ) -> dict[str, Any]:
+        """Every expected alert opened once, at the expected reading, and cleared at the expected
+        reading (or is still open); nothing else opened."""
+        want: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+        for dev, opened, resolved in expected:
+            assert dev is not None and opened is not None
+            o = _dt(opened)
+            assert o is not None
+            want[dev].append((o, _dt(resolved)))
+        got: dict[str, list[tuple[datetime, datetime | None, str]]] = defaultdict(list)
+        other_rules = 0
+        for subject, opened, _created, _trigger, resolved, state, rule in alerts:
+            if rule != RULE_ID:
+                other_rules += 1
+                continue
+            got[subject].append((opened, resolved, state))
+        missing = unexpected = twice = wrong_resolution = 0
+        examples: list[str] = []
+        for dev in sorted(set(want) | set(got)):
+            w = sorted(want.get(dev, []), key=lambda x: x[0])
+            g = sorted(got.get(dev, []), key=lambda x: x[0])
+            opens = Counter(x[0] for x in g)
+            twice += sum(c - 1 for c in opens.values() if c > 1)
+            w_open = {x[0]: x[1] for x in w}
+            g_open = {x[0]: (x[1], x[2]) for x in g}
+            for o in w_open.keys() - g_open.keys():
+                missing += 1
+                examples.append(f"missing {dev} opened {o.isoformat()}")
+            for o in g_open.keys() - w_open.keys():
+                unexpected += 1
+                examples.append(f"unexpected {dev} opened {o.isoformat()}")
+            for o in w_open.keys() & g_open.keys():
+                got_resolved, state = g_open[o]
+                if got_resolved != w_open[o] or (state == "resolved") != (w_open[o] is not None):
+                    wrong_resolution += 1
+                    examples.append(
+                        f"{dev} opened {o.isoformat()}: resolved {got_resolved} ({state}), "
+                        f"expected {w_open[o]}"
+                    )
+        n_expected = sum(len(v) for v in want.values())
+        still_open = sum(1 for v in want.values() for _, r in v if r is None)
+        if missing or unexpected or twice or wrong_resolution or other_rules:
+            self.problems.append(
+                f"alerts vs the traffic: {missing} missing, {unexpected} unexpected, {twice} "
+                f"opened twice, {wrong_resolution} resolved wrongly, {other_rules} of other "
+                f"rules; e.g. {examples[:3]}"
+            )
+        return {
+            "expected_opens": n_expected,
+            "expected_still_open_at_end": still_open,
+            "opened": sum(len(v) for v in got.values()),
+            "missing": missing,
+            "unexpected": unexpected,
+            "opened_twice": twice,
+            "wrong_resolution": wrong_resolution,
+            "other_rules": other_rules,
+            "examples": examples[:10],
+        }
+
+    def scan_logs(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for path in sorted(self.d.workdir.glob("*.log")):
+            if path.name.startswith("ingest-bench-ingest-"):
+                continue  # the drain's ingest: bench.drain checks its log
+            lines = path.read_text(errors="replace").splitlines()
+            noisy = [x for x in lines if " WARNING " in x or " ERROR " in x or "Traceback" in x]
+            counts[path.name] = len(noisy)
+            if noisy:
+                self.problems.append(
+                    f"{path.name}: {len(noisy)} warning/error lines, e.g. {noisy[:3]}"
+                )
+        return counts
+
+    # -- the whole benchmark --------------------------------------------------------------------
+
+    def run(self, command: str) -> int:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        machine = machine_info(self.args.admin_url)
+        print(f"command: {command}")
+        print(
+            f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
+            f"{machine['ram_gib']} GiB RAM, load {machine['loadavg_at_start']}"
+        )
+        print(f"         {machine['postgresql']}")
+        print(f"         {machine['mosquitto']}")
+        print(f"         Python {machine['python']}, placewatch {machine['git_commit']}")
+        setup = self.d.setup()
+        print(
+            f"setup: {setup['devices']} devices, storage {setup['storage_flavour']}, "
+            f"broker {setup['mosquitto_conf']}",
+            flush=True,
+        )
+        drained = self.max_rate()
+        r_max = drained["steady_msgs_per_s"] or drained["msgs_per_s"]
+        rate = self.args.rate or r_max * self.args.fraction
+        self.reset_tables()
+        print(
+            f"live: {rate:,.0f} msg/s for {self.args.seconds:g} s, {self.args.workers} rules "
+            f"worker(s), {self.args.crossing_gauges} gauges crossing {LEVEL_ABOVE} m every "
+            f"{self.args.cycle:g} s",
+            flush=True,
+        )
+        live = self.run_live(rate)
+        figures = self.analyse(live)
+        log_lines = self.scan_logs()
+        self.d.stop_broker()
+        pub = live["publisher"]
+        if pub["achieved_rate"] is None or pub["achieved_rate"] < 0.95 * rate:
+            self.problems.append(
+                f"publisher reached {pub['achieved_rate']} msg/s of the {rate:.0f} asked"
+            )
+        for name in ("errors", "db_errors", "too_late"):
+            value = live["worker_metrics"][f"placewatch_rules_{name}_total"]
+            if value:
+                self.problems.append(f"rules workers: placewatch_rules_{name}_total = {value}")
+        expected = live.pop("expected")
+        result = {
+            "benchmark": "alert-latency",
+            "started_at": started_at,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command,
+            "machine": machine,
+            "setup": setup,
+            "rule_file": RULES_YAML,
+            "max_rate": {
+                "drain": drained,
+                "r_max_msgs_per_s": r_max,
+                "basis": "steady_msgs_per_s" if drained["steady_msgs_per_s"] else "msgs_per_s",
+            },
+            "live": {
+                **live,
+                "fraction": None if self.args.rate else self.args.fraction,
+                "seconds": self.args.seconds,
+                "workers": self.args.workers,
+                "crossing_gauges": self.args.crossing_gauges,
+                "cycle_s": self.args.cycle,
+                "expected_transitions": len(expected),
+            },
+            "figures": figures,
+            "settings": {
+                name: Settings.model_fields[name].default
+                for name in (
+                    "ingest_batch_max",
+                    "ingest_batch_linger_ms",
+                    "rules_batch",
+                    "rules_poll_s",
+                )
+            },
+            "warning_log_lines": log_lines,
+            "problems": self.problems,
+        }
+        out = RESULTS / f"{self.stamp}.json"
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        self.print_summary(r_max, drained, live, figures)
+        print(f"results: {out.relative_to(ROOT)}")
+        for problem in self.problems:
+            print(f"PROBLEM: {problem}")
+        return 1 if self.problems else 0
+
+    def print_summary(
+        self, r_max: float, drained: dict[str, Any], live: dict[str, Any], f: dict[str, Any]
+    ) -> None:
+        pub = live["publisher"]
+        v = f["verification"]
+        print()
+        print(
+            f"R_max (ingest alone, {self.args.messages:,}-message backlog): {r_max:,.0f} msg/s "
+            f"(whole drain {drained['msgs_per_s']:,.0f} msg/s)"
+        )
+        print(
+            f"live: asked {live['rate_target']:,.0f} msg/s, achieved {pub['achieved_rate']:,.0f} "
+            f"msg/s ({pub['sent']:,} in {pub['seconds']:.1f} s; worst "
+            f"{pub['behind_schedule_max_s']} s behind schedule); caught up "
+            f"{live['catch_up']['seconds_to_all_evaluated']} s after the last publish"
+        )
+        print(
+            f"alerts: {f['alerts']:,} opened, expected {v['expected_opens']:,} "
+            f"({v['missing']} missing, {v['unexpected']} unexpected, {v['opened_twice']} twice, "
+            f"{v['wrong_resolution']} resolved wrongly)"
+        )
+        print(f"{'ms':<34}{'count':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
+        for label, key in (
+            ("reading commit -> alert commit", "commit_to_alert_ms"),
+            ("publish -> alert commit", "publish_to_alert_ms"),
+            ("publish -> reading commit (trig.)", "publish_to_commit_ms_triggering_readings"),
+        ):
+            s = f[key]
+            if s["count"]:
+                print(
+                    f"{label:<34}{s['count']:>7}{s['p50']:>9}{s['p95']:>9}{s['p99']:>9}"
+                    f"{s['max']:>9}"
+                )
+        print(
+            f"worker evaluation lag (histogram): p50 {live['evaluation_lag_p50']}, "
+            f"p99 {live['evaluation_lag_p99']}, "
+            f"{live['worker_metrics'][LAG_METRIC + '_count']:.0f} transactions"
+        )
+        print(
+            "commit -> alert p99 per 10 s: "
+            + " ".join(str(w.get("p99", "-")) for w in f["commit_to_alert_by_window"])
+        )
+        print("cpu-s: " + ", ".join(f"{k} {x}" for k, x in live["cpu_seconds"].items()))
+        if live["postgres_activity"]:
+            print(
+                "during the phase: "
+                + ", ".join(f"{k} +{x}" for k, x in live["postgres_activity"].items())
+            )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.alert_latency",
+        description="Reading commit -> alert commit latency of the rules engine at half the "
+        "maximum ingest rate, measured in the same run.",
+    )
+    p.add_argument("--messages", type=int, default=60_000, help="backlog drained for R_max (60000)")
+    p.add_argument("--seconds", type=float, default=60, help="length of the live phase (60)")
+    p.add_argument("--workers", type=int, default=1, help="rules workers (1)")
+    p.add_argument("--fraction", type=float, default=0.5, help="live rate / R_max (0.5)")
+    p.add_argument(
+        "--rate", type=float, default=0, help="live rate in msg/s instead of a fraction of R_max"
+    )
+    p.add_argument(
+        "--crossing-gauges",
+        type=int,
+        default=200,
+        help="flood gauges that cross the threshold (200; the other gauges stay below)",
+    )
+    p.add_argument(
+        "--cycle", type=float, default=10, help="seconds per above/below cycle of a gauge (10)"
+    )
+    p.add_argument("--per-kind", type=int, default=500, help="devices per kind (500)")
+    p.add_argument(
+        "--timeout", type=float, default=300, help="limit for the drain and the catch-up, s (300)"
+    )
+    p.add_argument("--admin-url", default=ADMIN_URL, help=f"server to use (default {ADMIN_URL})")
+    p.add_argument("--timescaledb", choices=("auto", "on", "off"), default="auto")
+    p.add_argument(
+        "--mosquitto-conf",
+        default=None,
+        help="broker config (default: broker/mosquitto.conf or PLACEWATCH_TEST_MOSQUITTO_CONF)",
+    )
+    p.add_argument("--keep-workdir", action="store_true", help="keep logs and broker data")
+    args = p.parse_args(argv)
+    if args.messages < 1 or args.seconds <= 0 or args.workers < 1 or args.cycle <= 0:
+        p.error("--messages, --seconds, --workers and --cycle must be positive")
+    if not 0 < args.crossing_gauges <= args.per_kind:
+        p.error("--crossing-gauges must be between 1 and --per-kind")
+    if args.rate < 0 or not 0 < args.fraction <= 1:
+        p.error("--rate must be positive, --fraction within (0, 1]")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    exe = Path(sys.executable)
+    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
+    argv_used = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join([python, "-m", "bench.alert_latency", *argv_used])
+    signal.signal(signal.SIGTERM, drain._on_sigterm)
+    bench = AlertLatencyBench(args)
+    try:
+        return bench.run(command)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bench.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+-- 0002 has nothing flavour-specific: the inbox, rule state, alerts, their events and the outbox
+-- are small, row-updated tables (not time series), plain tables on both flavours.
