@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import random
 import resource
 import select
@@ -50,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -62,6 +64,7 @@ from bench.drain import (
     CpuMeter,
     DrainBench,
     Progress,
+    cpu_busy_seconds,
     machine_info,
     metric_sums,
     process_cpu_seconds,
@@ -91,7 +94,6 @@ rules:
 LIVE_PREFIX = "bench/live"
 LIVE_CLIENT_ID = "bench-alert-ingest"
 PUBLISHER_CLIENT_ID = "bench-alert-publisher"
-PUBLISH_MAX_BACKLOG = 5_000
 SEED = 20251123
 WINDOW_S = 10.0
 LAG_METRIC = "placewatch_rules_evaluation_lag_seconds"
@@ -281,7 +283,8 @@ def publisher_main(spec_path: str) -> int:
     order = mixed_order(devices)
     gauges = [d for d in devices if d.kind is Kind.FLOOD_LEVEL]
     cycle, crossing = float(spec["cycle_s"]), int(spec["crossing_gauges"])
-    # Crossing gauge k is ahead in its cycle by k/crossing of a cycle: opens spread evenly.
+    # Crossing gauge k stays low until k/crossing of a cycle into the phase, then spends half of
+    # every cycle above the threshold, half below: alerts open at an even pace from the start.
     offset = {g.device_id: k * cycle / crossing for k, g in enumerate(gauges[:crossing])}
     rng = random.Random(SEED)
     gen = ReadingGenerator(devices, spec["prefix"], seed=SEED)  # clock: now
@@ -295,7 +298,6 @@ def publisher_main(spec_path: str) -> int:
     above = 0
     behind_max = 0.0
     behind_late = 0  # messages sent more than 50 ms after their slot
-    stalls = 0
     pub = RawPublisher(spec["host"], spec["port"], PUBLISHER_CLIENT_ID)
     print("started", flush=True)
     t0 = time.monotonic()
@@ -322,8 +324,9 @@ def publisher_main(spec_path: str) -> int:
                 last_time[device.device_id] = at
                 dev_id = device.device_id
                 if dev_id in offset:
-                    phase = (at.timestamp() - wall0 + offset[dev_id]) % cycle
-                    level = rng.uniform(1.1, 1.4) if phase >= cycle / 2 else rng.uniform(0.3, 0.7)
+                    since = at.timestamp() - wall0 - offset[dev_id]
+                    high = since >= 0 and since % cycle < cycle / 2
+                    level = rng.uniform(1.1, 1.4) if high else rng.uniform(0.3, 0.7)
                 else:
                     level = rng.uniform(0.3, 0.75)
                 level = round(level, 3)
@@ -341,10 +344,7 @@ def publisher_main(spec_path: str) -> int:
                 payload = json.dumps(body, separators=(",", ":")).encode()
             else:
                 topic, payload = gen.next_for(device)
-            while pub.backlog() > PUBLISH_MAX_BACKLOG:
-                stalls += 1
-                time.sleep(0.001)
-            pub.publish(topic, payload)
+            pub.publish(topic, payload)  # waits while the broker's window is full
             kinds[device.kind.value] += 1
             sent += 1
         elapsed = time.monotonic() - t0
@@ -362,14 +362,15 @@ def publisher_main(spec_path: str) -> int:
         "all_acked": acked,
         "behind_schedule_max_s": round(behind_max, 4),
         "sent_over_50ms_late": behind_late,
-        "backlog_stalls_ms": stalls,
+        "broker_receive_maximum": pub.receive_maximum,
+        "refused_by_broker": pub.failed(),
         "by_kind": dict(kinds),
         "flood_readings_above": above,
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
         "expected": expected,
     }
     Path(spec["result"]).write_text(json.dumps(result))
-    return 0 if sent == total and acked else 1
+    return 0 if sent == total and acked and not pub.failed() else 1
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -424,6 +425,103 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+class Backends:
+    """CPU-seconds of the PostgreSQL backends serving each service: a service's TCP connections
+    to the server are matched by client port to ``pg_stat_activity``. Refreshed at every sample,
+    so connections opened later count too (from zero); a backend that exits loses its last
+    interval."""
+
+    def __init__(self, pg_port: int, services: dict[str, list[int]]) -> None:
+        self.pg_port = pg_port
+        self.services = services
+        self.role: dict[int, str] = {}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+
+    def sample(self, watch: psycopg.Connection[tuple[Any, ...]], baseline: bool = False) -> None:
+        ports: dict[int, str] = {}
+        for role, pids in self.services.items():
+            for pid in pids:
+                try:
+                    conns = psutil.Process(pid).net_connections(kind="tcp")
+                except psutil.Error:
+                    continue
+                for c in conns:
+                    if c.raddr and c.raddr.port == self.pg_port:
+                        ports[c.laddr.port] = role
+        rows = watch.execute(
+            "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchall()
+        for pid, port in rows:
+            owner = ports.get(port)
+            if owner is None:
+                continue
+            self.role[pid] = owner
+            cpu = process_cpu_seconds(pid)
+            self.first.setdefault(pid, cpu if baseline else 0.0)
+            self.last[pid] = cpu
+
+    def totals(self) -> dict[str, float]:
+        out = dict.fromkeys(self.services, 0.0)
+        for pid, last in self.last.items():
+            out[self.role[pid]] += last - self.first[pid]
+        return {role: round(v, 2) for role, v in out.items()}
+
+
+def window_table(
+    trace: list[dict[str, Any]], windows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per window of the live phase: the alert latency beside what the machine and the worker
+    did meanwhile (from the trace's cumulative counters)."""
+    out = []
+    for w in windows:
+        lo, hi = w["from_s"], w["from_s"] + WINDOW_S
+        inside = [s for s in trace if lo <= s["t"] <= hi]
+        before = [s for s in trace if s["t"] <= lo]
+        if not inside:
+            continue
+        a, b = (before[-1] if before else trace[0]), inside[-1]
+        dt = b["t"] - a["t"]
+        txns = b["worker_txns"] - a["worker_txns"]
+        row: dict[str, Any] = {
+            "from_s": lo,
+            "alerts": w.get("count", 0),
+            "commit_to_alert_p50_ms": w.get("p50"),
+            "commit_to_alert_p99_ms": w.get("p99"),
+            "inbox_rows_max": max(s["inbox_rows"] for s in inside),
+        }
+        if dt > 0:
+            ncpu = len(os.sched_getaffinity(0))
+            row |= {
+                "machine_busy_pct": round(100 * (b["cpu_machine"] - a["cpu_machine"]) / dt / ncpu),
+                "ingest_cpu_pct": round(100 * (b["cpu_ingest"] - a["cpu_ingest"]) / dt),
+                "workers_cpu_pct": round(100 * (b["cpu_workers"] - a["cpu_workers"]) / dt),
+                "pg_for_workers_cpu_pct": round(
+                    100 * (b["cpu_pg_workers"] - a["cpu_pg_workers"]) / dt
+                ),
+                "worker_txns_per_s": round(txns / dt, 1),
+                "readings_per_txn": round((b["evaluated"] - a["evaluated"]) / txns)
+                if txns
+                else None,
+                "ms_per_txn": round(1000 * dt / txns, 1) if txns else None,
+                # Less the harness's own count(*) at every sample.
+                "inbox_tuples_scanned_per_txn": round(
+                    (
+                        b["inbox_seq_tuples_read"]
+                        - a["inbox_seq_tuples_read"]
+                        - sum(s["inbox_rows"] for s in inside)
+                    )
+                    / txns
+                )
+                if txns
+                else None,
+                "inbox_dead_tuples_max": max(s["inbox_dead_tuples"] for s in inside),
+                "inbox_autovacuums": b["inbox_autovacuums"] - a["inbox_autovacuums"],
+            }
+        out.append(row)
+    return out
+
+
 # -- the benchmark -------------------------------------------------------------------------------
 
 
@@ -441,6 +539,7 @@ class AlertLatencyBench:
         self.d = DrainBench(drain.parse_args(drain_argv))
         self.problems = self.d.problems
         self.stamp = datetime.now(UTC).strftime("alert-latency-%Y%m%dT%H%M%SZ")
+        self.backends = Backends(0, {})
 
     def cleanup(self) -> None:
         self.d.cleanup()
@@ -525,6 +624,12 @@ class AlertLatencyBench:
         with self.d.connect() as watch:
             pg_before = self.pg_activity(watch)
             meter = CpuMeter(self.d.dbname, self.d.broker_pid, {watch.info.backend_pid})
+            assert self.d.db_url is not None
+            pg_port = int(psycopg.conninfo.conninfo_to_dict(self.d.db_url).get("port") or 5432)
+            self.backends = Backends(
+                pg_port, {"ingest": [ingest.pid], "workers": [w.pid for w in workers]}
+            )
+            self.backends.sample(watch, baseline=True)
             cpu0 = {
                 "ingest": process_cpu_seconds(ingest.pid),
                 "rules workers": sum(process_cpu_seconds(w.pid) for w in workers),
@@ -570,6 +675,8 @@ class AlertLatencyBench:
                     - cpu0["rules workers"]
                 },
             )
+            self.backends.sample(watch)
+            cpu |= {f"of which postgres for {k}": v for k, v in self.backends.totals().items()}
             progress.close()
             if not result_path.exists():
                 raise BenchError(
@@ -578,10 +685,14 @@ class AlertLatencyBench:
                 )
             published: dict[str, Any] = json.loads(result_path.read_text())
             cpu["publisher (own rusage)"] = published["cpu_seconds"]
-            if published["sent"] != n or not published["all_acked"]:
+            if (
+                published["sent"] != n
+                or not published["all_acked"]
+                or published["refused_by_broker"]
+            ):
                 self.problems.append(
                     f"publisher sent {published['sent']} of {n}, all acknowledged: "
-                    f"{published['all_acked']}"
+                    f"{published['all_acked']}, refused: {published['refused_by_broker']}"
                 )
             catch_up = self.catch_up(watch, ingest, workers, published["sent"], t0, trace)
             pg_after = self.pg_activity(watch)
@@ -637,6 +748,13 @@ class AlertLatencyBench:
         except OSError:
             im, wm = dict.fromkeys(INGEST_METRICS, 0.0), dict.fromkeys(WORKER_METRICS, 0.0)
         row = watch.execute("SELECT count(*) FROM rule_inbox").fetchone()
+        # The inbox's table statistics (flushed by the backends about once a second).
+        stat = watch.execute(
+            """SELECT n_dead_tup, seq_scan, seq_tup_read, autovacuum_count
+               FROM pg_stat_user_tables WHERE relname = 'rule_inbox'"""
+        ).fetchone() or (0, 0, 0, 0)
+        self.backends.sample(watch)
+        pg = self.backends.totals()
         return {
             "t": round(at, 2),
             "received": int(im["placewatch_ingest_received_total"]),
@@ -644,6 +762,17 @@ class AlertLatencyBench:
             "evaluated": int(wm["placewatch_rules_readings_total"]),
             "alerts_opened": int(wm["placewatch_rules_alerts_opened_total"]),
             "inbox_rows": int(row[0]) if row else -1,
+            # Cumulative CPU-seconds, to tell a slow stretch from a busy machine.
+            "cpu_machine": round(cpu_busy_seconds(), 2),
+            "cpu_ingest": round(process_cpu_seconds(ingest.pid), 2),
+            "cpu_workers": round(sum(process_cpu_seconds(w.pid) for w in workers), 2),
+            "cpu_pg_ingest": pg["ingest"],
+            "cpu_pg_workers": pg["workers"],
+            "worker_txns": int(wm[f"{LAG_METRIC}_count"]),
+            "inbox_dead_tuples": int(stat[0]),
+            "inbox_seq_scans": int(stat[1]),
+            "inbox_seq_tuples_read": int(stat[2]),
+            "inbox_autovacuums": int(stat[3]),
         }
 
     def catch_up(
@@ -750,9 +879,10 @@ class AlertLatencyBench:
             "commit_to_alert_ms": stats_ms(commit_to_alert),
             "publish_to_alert_ms": stats_ms(publish_to_alert),
             "publish_to_commit_ms_triggering_readings": stats_ms(publish_to_commit),
-            "commit_to_alert_by_window": [
-                {"from_s": k * WINDOW_S, **stats_ms(v)} for k, v in sorted(windows.items())
-            ],
+            "by_window": window_table(
+                live["trace"],
+                [{"from_s": k * WINDOW_S, **stats_ms(v)} for k, v in sorted(windows.items())],
+            ),
             "slowest_commit_to_alert": [
                 {"ms": round(1000 * lat, 1), "device": dev, "created_s_into_phase": at}
                 for lat, dev, at in slowest[:10]
@@ -885,6 +1015,10 @@ class AlertLatencyBench:
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": command,
             "machine": machine,
+            # Uncommitted changes the run used (the working tree, not only the commit).
+            "git_status": subprocess.run(
+                ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
+            ).stdout.splitlines(),
             "setup": setup,
             "rule_file": RULES_YAML,
             "max_rate": {
@@ -961,9 +1095,27 @@ class AlertLatencyBench:
             f"{live['worker_metrics'][LAG_METRIC + '_count']:.0f} transactions"
         )
         print(
-            "commit -> alert p99 per 10 s: "
-            + " ".join(str(w.get("p99", "-")) for w in f["commit_to_alert_by_window"])
+            f"\nper {WINDOW_S:g} s: commit -> alert ms, inbox, CPU % (machine of "
+            f"{100 * len(os.sched_getaffinity(0))}, ingest, worker(s), PostgreSQL for the "
+            "workers), worker transactions, inbox tuples read by sequential scans per "
+            "transaction, inbox dead tuples, inbox autovacuums"
         )
+        print(
+            f"{'from s':>6}{'alerts':>7}{'p50':>8}{'p99':>8}{'inbox':>7}{'mach':>6}{'ingest':>7}"
+            f"{'worker':>7}{'pg-w':>6}{'txn/s':>7}{'rd/txn':>7}{'ms/txn':>7}{'scan/txn':>9}"
+            f"{'dead':>8}{'vac':>4}"
+        )
+        for w in f["by_window"]:
+            print(
+                f"{w['from_s']:>6.0f}{w['alerts']:>7}{w['commit_to_alert_p50_ms'] or '-':>8}"
+                f"{w['commit_to_alert_p99_ms'] or '-':>8}{w['inbox_rows_max']:>7}"
+                f"{w.get('machine_busy_pct', '-'):>6}{w.get('ingest_cpu_pct', '-'):>7}"
+                f"{w.get('workers_cpu_pct', '-'):>7}{w.get('pg_for_workers_cpu_pct', '-'):>6}"
+                f"{w.get('worker_txns_per_s', '-'):>7}{w.get('readings_per_txn') or '-':>7}"
+                f"{w.get('ms_per_txn') or '-':>7}{w.get('inbox_tuples_scanned_per_txn', '-'):>9}"
+                f"{w.get('inbox_dead_tuples_max', '-'):>8}{w.get('inbox_autovacuums', '-'):>4}"
+            )
+        print()
         print("cpu-s: " + ", ".join(f"{k} {x}" for k, x in live["cpu_seconds"].items()))
         if live["postgres_activity"]:
             print(

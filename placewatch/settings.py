@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     rules_batch: int = Field(default=100, ge=1)
     # Longest sleep between looks at the inbox and the timers (a NOTIFY wakes a worker at once).
     rules_poll_s: float = Field(default=1.0, gt=0)
+    # Timer sweeps (silence, objectives, escalation) run at their own deadlines and at least this
+    # often: how soon a silent device heard again is cleared, say.
+    rules_sweep_max_s: float = Field(default=5.0, gt=0)
     # A reading older than this behind what a rule has already evaluated for its subject is
     # stored but not evaluated again (re-stepping a whole week for one straggler is no use).
     rules_allowed_lateness_s: float = Field(default=6 * 3600, ge=0)

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from rules.model import Rule, Severity, Transition
 
 PAYLOAD_SCHEMA = "placewatch.alert-event/1"
+SEVERITY_ORDER = ("info", "warning", "critical")
 Event = Literal["opened", "acknowledged", "escalated", "renotified", "resolved"]
 Cursor = AsyncCursor[DictRow]
 
@@ -198,15 +199,19 @@ async def acknowledge_alert(
 async def escalate_alert(
     cur: Cursor, alert_id: int, actor: str, severity: Severity | None, first: bool
 ) -> bool:
-    """Not acknowledged in time: the first time escalate (severity raised if configured),
-    afterwards re-notify."""
+    """Not acknowledged in time: the first time escalate (severity raised to ``severity`` if
+    that is higher, never lowered), afterwards re-notify."""
     await cur.execute(
         """UPDATE alerts
            SET escalations = escalations + 1, last_notified_at = clock_timestamp(),
-               severity = coalesce(%s, severity), updated_at = clock_timestamp()
-           WHERE alert_id = %s AND state = 'open'
+               severity = CASE
+                   WHEN array_position(%(order)s, %(to)s::text)
+                        > array_position(%(order)s, severity) THEN %(to)s::text
+                   ELSE severity END,
+               updated_at = clock_timestamp()
+           WHERE alert_id = %(id)s AND state = 'open'
            RETURNING *""",
-        (severity if first else None, alert_id),
+        {"order": list(SEVERITY_ORDER), "to": severity if first else None, "id": alert_id},
     )
     row = await cur.fetchone()
     if row is None:

@@ -16,13 +16,13 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from placewatch.kinds import Kind
+from rules.durations import format_duration
 from rules.engine import SubjectState, step_through
 from rules.kinds.objectives import AqsObjectiveRule, year_start
 from rules.kinds.silence import SilenceRule, gaps
 from rules.loader import AnyRule, RuleSet
 from rules.model import DeviceView, Rule
 from rules.registry import DeviceKey, all_devices, load_series
-from rules.series import Series
 from rules.sweeps import objective_exceedances
 from rules.units import clock
 
@@ -67,10 +67,15 @@ async def backtest(
         by_kind: dict[Kind, list[DeviceView]] = defaultdict(list)
         for d in devices:
             by_kind[d.kind].append(d)
+        received: dict[DeviceKey, list[float]] = {}
         for kind, kind_devices in by_kind.items():
             for i in range(0, len(kind_devices), _CHUNK):
                 chunk = kind_devices[i : i + _CHUNK]
-                fired += await _stream_chunk(conn, kind, chunk, stream, silence, start, end)
+                fired += await _stream_chunk(
+                    conn, kind, chunk, stream, silence, start, end, received
+                )
+        # Silence after every chunk: a home's or a site's devices may span chunks.
+        fired += _silence(silence, devices, received, start, end)
         for rule in rules:
             if isinstance(rule, AqsObjectiveRule):
                 fired += await _objective(conn, rule, devices, start, end)
@@ -85,7 +90,10 @@ async def _stream_chunk(
     silence: list[SilenceRule],
     start: datetime,
     end: datetime,
+    received: dict[DeviceKey, list[float]],
 ) -> list[Fired]:
+    """Step the stream rules through a chunk of devices; keep their receive times (only those
+    silence rules watch) in ``received``."""
     plans: dict[DeviceKey, list[Rule]] = {}
     lookback = timedelta(0)
     for d in devices:
@@ -109,7 +117,8 @@ async def _stream_chunk(
                 rule, d, series[key], state, start.timestamp(), end.timestamp()
             )
             out += _pair(rule.id, d.council_id, "device", d.device_id, transitions)
-    out += _silence(silence, devices, series, start, end)
+        if any(r.applies_to(d) for r in silence):
+            received[key] = series[key].received
     return out
 
 
@@ -129,12 +138,12 @@ def _pair(
 def _silence(
     rules: list[SilenceRule],
     devices: list[DeviceView],
-    series: dict[DeviceKey, Series],
+    received: dict[DeviceKey, list[float]],
     start: datetime,
     end: datetime,
 ) -> list[Fired]:
-    """Gaps in receive times. Per-resident and per-site subjects are judged within this chunk
-    of devices of one kind (a home's sensors are one kind)."""
+    """Gaps in receive times reaching each subject's limit, and a silence still going on at
+    ``end``."""
     out: list[Fired] = []
     for rule in rules:
         groups: dict[tuple[str, str, str], tuple[list[float], float]] = {}
@@ -144,22 +153,23 @@ def _silence(
             if not rule.applies_to(d) or subject is None or limit is None:
                 continue
             gkey = (d.council_id, *subject)
-            received, lim = groups.get(gkey, ([], 0.0))
-            groups[gkey] = (
-                received + series[(d.council_id, d.device_id)].received,
-                max(lim, limit),
-            )
-        for (council_id, stype, sid), (received, limit) in groups.items():
-            for silent_from, heard in gaps(received, limit):
-                if start.timestamp() <= silent_from <= end.timestamp():
-                    summary = (
-                        f"not heard for {heard - silent_from + limit:.0f} s (limit {limit:.0f} s)"
-                    )
-                    out.append(
-                        Fired(
-                            rule.id, council_id, stype, sid, _at(silent_from), _at(heard), summary
-                        )
-                    )
+            times, lim = groups.get(gkey, ([], 0.0))
+            groups[gkey] = (times + received.get((d.council_id, d.device_id), []), max(lim, limit))
+        for (council_id, stype, sid), (times, limit) in groups.items():
+            spans: list[tuple[float, float | None]] = list(gaps(times, limit))
+            if times and max(times) + limit <= end.timestamp():
+                spans.append((max(times) + limit, None))  # still silent at the end
+            for silent_from, heard in spans:
+                if not start.timestamp() <= silent_from <= end.timestamp():
+                    continue
+                summary = (
+                    f"{stype} not heard since {clock(silent_from - limit)}: silent for "
+                    f"{format_duration(limit)}"
+                )
+                resolved = _at(heard) if heard is not None else None
+                out.append(
+                    Fired(rule.id, council_id, stype, sid, _at(silent_from), resolved, summary)
+                )
     return out
 
 
@@ -175,7 +185,7 @@ async def _objective(
     for d in devices:
         if not rule.applies_to(d):
             continue
-        t = rule.evaluate(found.get((d.council_id, d.device_id), []), end.year, False)
+        t = rule.evaluate(found.get((d.council_id, d.device_id), []), end.year, None)
         if t is not None and t.opens and start.timestamp() <= t.at <= end.timestamp():
             out.append(
                 Fired(rule.id, d.council_id, "device", d.device_id, _at(t.at), None, t.summary)

@@ -147,7 +147,7 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> list[tuple[AnyRule, i
                 loc += ("kind",)
             field, line = _locate(doc, loc)
             value = f" (got {err['input']!r})" if _is_scalar(err.get("input")) else ""
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")
             if "float" in loc or "PropertyRef" in loc:
                 message = "expected a number or {property: <device setting>}"
             problem = RuleProblem(str(path), line, field, message + value)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from placewatch.kinds import KINDS, MEASUREMENT_COLUMNS, Kind
+from placewatch.kinds import KINDS, MEASUREMENT_COLUMNS, PAYLOAD_MODELS, Kind
 from rules.durations import Duration
 
 Severity = Literal["info", "warning", "critical"]
@@ -99,14 +99,25 @@ def resolve(value: Value | None, device: DeviceView) -> float | None:
     return device.property_number(value.property)
 
 
+def numeric_columns(kind: Kind) -> tuple[str, ...]:
+    """The stored columns of a kind that hold numbers (not flags or text)."""
+    fields = PAYLOAD_MODELS[kind].model_fields
+
+    def numeric(name: str) -> bool:
+        annotation = fields[name].annotation
+        return bool({int, float} & set(get_args(annotation) or (annotation,)))
+
+    return tuple(c for c in MEASUREMENT_COLUMNS[kind] if c in fields and numeric(c))
+
+
 def measurement_field(name: str, info: ValidationInfo) -> str:
-    """Validator for a rule's ``field``: a measurement column of the kinds it selects."""
+    """Validator for a rule's ``field``: a numeric measurement of the kinds it selects."""
     selector = info.data.get("select")
     kinds = (selector.kind if isinstance(selector, Selector) else None) or list(KINDS)
-    known = sorted({c for k in kinds for c in MEASUREMENT_COLUMNS[k]})
+    known = sorted({c for k in kinds for c in numeric_columns(k)})
     if name not in known:
         raise ValueError(
-            f"{name!r} is not a measurement of {', '.join(map(str, kinds))}"
+            f"{name!r} is not a numeric measurement of {', '.join(map(str, kinds))}"
             f" (one of: {', '.join(known)})"
         )
     return name

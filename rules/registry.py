@@ -81,16 +81,30 @@ async def load_states(
            WHERE rule_id = ANY(%s)""",
         ([s[0] for s in subs], [s[1] for s in subs], [s[2] for s in subs], list(rule_ids)),
     )
-    return {
-        (r[0], r[1], r[2], r[3]): SubjectState(
-            active=r[4],
-            alert_id=r[5],
-            last_transition_at=_dt(r[6]),
-            evaluated_until=_dt(r[7]),
-            data=r[8] or {},
-        )
-        for r in await cur.fetchall()
-    }
+    return {(r[0], r[1], r[2], r[3]): _state(r) for r in await cur.fetchall()}
+
+
+async def load_active_states(
+    cur: AsyncCursor[Any], rule_ids: Sequence[str]
+) -> dict[StateKey, SubjectState]:
+    """Every subject whose condition is active for the given rules."""
+    await cur.execute(
+        """SELECT rule_id, council_id, subject_type, subject_id, active, alert_id,
+                  last_transition_at, evaluated_until, data
+           FROM rule_state WHERE rule_id = ANY(%s) AND active""",
+        (list(rule_ids),),
+    )
+    return {(r[0], r[1], r[2], r[3]): _state(r) for r in await cur.fetchall()}
+
+
+def _state(r: Sequence[Any]) -> SubjectState:
+    return SubjectState(
+        active=r[4],
+        alert_id=r[5],
+        last_transition_at=_dt(r[6]),
+        evaluated_until=_dt(r[7]),
+        data=r[8] or {},
+    )
 
 
 def _ts(epoch: float | None) -> datetime | None:

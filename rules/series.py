@@ -20,6 +20,7 @@ class Series:
     received: list[float]
     columns: dict[str, list[Any]]
     _prefix: dict[str, tuple[list[float], list[int]]] = field(default_factory=dict, repr=False)
+    _hours: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_rows(cls, names: list[str], rows: list[tuple[Any, ...]]) -> Series:
@@ -58,6 +59,30 @@ class Series:
         if n <= 0:
             return None, 0
         return (sums[i + 1] - sums[lo]) / n, n
+
+    def hours_with_data(self, column: str, start: float, i: int) -> int:
+        """Clock hours (UTC) with at least one number in ``column`` over (start, times[i]]: the
+        data capture of an averaging window, in O(1) after a first pass."""
+        marks = self._hours.get(column) or self._build_hours(column)
+        lo = bisect_right(self.times, start)
+        values = self.columns[column]
+        first = next((j for j in range(lo, i + 1) if _number(values[j]) is not None), None)
+        if first is None:
+            return 0
+        # The first reading of the window opens an hour even if an earlier one (before the
+        # window) was in the same hour.
+        return marks[i + 1] - marks[first + 1] + 1
+
+    def _build_hours(self, column: str) -> list[int]:
+        marks, previous = [0], None
+        for t, v in zip(self.times, self.columns[column], strict=True):
+            hour = int(t // 3600) if _number(v) is not None else None
+            new = hour is not None and hour != previous
+            marks.append(marks[-1] + new)
+            if hour is not None:
+                previous = hour
+        self._hours[column] = marks
+        return marks
 
     def _build_prefix(self, column: str) -> tuple[list[float], list[int]]:
         sums, counts = [0.0], [0]

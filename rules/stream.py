@@ -75,7 +75,7 @@ class Outcome:
 async def claim(conn: AsyncConnection[Any], limit: int, out: Outcome) -> list[Claim]:
     """Take devices, not rows: among the devices of the oldest inbox rows, lock up to ``limit``
     that no other worker holds (a try-lock per device, for this transaction), then take every
-    inbox row of those devices. A device's readings are thus always evaluated by one worker at a time
+    inbox row of those devices. A device's readings are thus evaluated by one worker at a time
     and in event-time order, even when its rows were split across ingest batches; try-locks
     never wait, so workers cannot deadlock."""
     devices: list[tuple[str, str]] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -17,8 +17,8 @@ from rules.engine import SubjectState
 from rules.kinds.objectives import AqsObjectiveRule, year_start
 from rules.kinds.silence import Heard, SilenceRule
 from rules.loader import RuleSet
-from rules.model import DeviceView
-from rules.registry import StateKey, device_view, load_states, save_states
+from rules.model import DeviceView, Transition
+from rules.registry import StateKey, device_view, load_active_states, load_states, save_states
 from rules.stream import Outcome, apply_transition
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ async def db_now(conn: AsyncConnection[Any]) -> datetime:
     row = await cur.fetchone()
     assert row is not None
     value: datetime = row[0]
-    return value
+    return value.astimezone(UTC)  # calendar years are UTC years, whatever the session zone
 
 
 def _subject(device: DeviceView, subject_type: str, subject_id: str) -> alerts.Subject:
@@ -95,10 +95,29 @@ async def silence_sweep(
         seen = [(device_view(r), r[10].timestamp()) for r in await cur.fetchall()]
         subjects = {rule.id: heard_by_subject(rule, seen) for rule in rules}
         all_subjects = {s for by in subjects.values() for s in by}
-        states = await load_states(conn.cursor(), all_subjects, [r.id for r in rules])
+        async with conn.cursor() as cur:
+            states = await load_states(cur, all_subjects, [r.id for r in rules])
+            active = await load_active_states(cur, [r.id for r in rules])
         touched: dict[StateKey, SubjectState] = {}
         next_due: float | None = None
         async with conn.cursor(row_factory=dict_row) as dcur:
+            # A subject no longer watched (device removed or deselected, resident moved) would
+            # otherwise keep its alert open forever.
+            for key, state in active.items():
+                rule = next(r for r in rules if r.id == key[0])
+                if key[1:] in subjects[rule.id]:
+                    continue
+                gone = Transition(
+                    False,
+                    now.timestamp(),
+                    f"{key[2]} {key[3]} is no longer watched by this rule",
+                    {"reason": "no longer selected"},
+                )
+                await apply_transition(
+                    dcur, rule, alerts.Subject(*key[1:]), state, gone, actor, None, out
+                )
+                state.active, state.last_transition_at = False, gone.at
+                touched[key] = state
             for rule in rules:
                 for (council_id, stype, sid), (heard, device) in subjects[rule.id].items():
                     key = (rule.id, council_id, stype, sid)
@@ -115,8 +134,9 @@ async def silence_sweep(
                     if not state.active:
                         due = heard.last_seen + heard.limit_s
                         next_due = due if next_due is None else min(next_due, due)
-        await save_states(conn.cursor(), touched)
-    return datetime.fromtimestamp(next_due, now.tzinfo) if next_due is not None else None
+        async with conn.cursor() as cur:
+            await save_states(cur, touched)
+    return datetime.fromtimestamp(next_due, UTC) if next_due is not None else None
 
 
 async def objective_sweep(
@@ -159,13 +179,19 @@ async def _objective(
         return
     exceedances = await objective_exceedances(conn, rule, year_start(now), now)
     subjects = [(c, "device", d) for c, d in applicable]
-    states = await load_states(conn.cursor(), subjects, [rule.id])
+    async with conn.cursor() as cur:
+        states = await load_states(cur, subjects, [rule.id])
     touched: dict[StateKey, SubjectState] = {}
     async with conn.cursor(row_factory=dict_row) as dcur:
         for key, device in applicable.items():
             skey = (rule.id, key[0], "device", key[1])
             state = states.get(skey) or SubjectState()
-            t = rule.evaluate(exceedances.get(key, []), now.year, state.active)
+            since = (
+                datetime.fromtimestamp(state.last_transition_at, UTC).year
+                if state.active and state.last_transition_at is not None
+                else None
+            )
+            t = rule.evaluate(exceedances.get(key, []), now.year, since)
             out.evaluations[rule.id] += 1
             if t is None:
                 continue
@@ -175,7 +201,8 @@ async def _objective(
                 dcur, rule, _subject(device, "device", key[1]), state, t, actor, None, out
             )
             touched[skey] = state
-    await save_states(conn.cursor(), touched)
+    async with conn.cursor() as cur:
+        await save_states(cur, touched)
 
 
 async def objective_exceedances(
@@ -192,7 +219,7 @@ async def escalation_sweep(
     conn: AsyncConnection[Any], ruleset: RuleSet, actor: str, out: Outcome
 ) -> datetime | None:
     """Escalate, then re-notify, open alerts nobody acknowledged in their rule's time."""
-    rules = {r.id: r for r in ruleset.rules if r.escalation is not None}
+    rules = {r.id: r for r in ruleset.rules if r.escalation is not None and r.enabled}
     if not rules:
         return None
     async with conn.transaction():

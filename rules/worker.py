@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ class RulesWorker:
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._objective_runs: dict[str, datetime] = {}
+        self._sweep_due: dict[str, datetime] = {}
         self._db_ok = False
+        self._backoff = 0.5
         metrics.RULES_LOADED.set(len(ruleset.rules))
 
     def reload(self) -> None:
@@ -66,6 +69,7 @@ class RulesWorker:
         metrics.RELOADS.labels("ok").inc()
         metrics.RULES_LOADED.set(len(self.ruleset.rules))
         self._objective_runs.clear()
+        self._sweep_due.clear()
         log.info("reloaded %d rules from %s", len(self.ruleset.rules), self.ruleset.sources)
         self._wake.set()
 
@@ -85,7 +89,6 @@ class RulesWorker:
         health = HealthServer(s.rules_http_host, s.rules_http_port, ready=self.readiness)
         health.start()
         log.info("rules worker %s: %d rules", self.actor, len(self.ruleset.rules))
-        backoff = 0.5
         try:
             while not self.stopping.is_set():
                 try:
@@ -95,10 +98,11 @@ class RulesWorker:
                         raise
                     self._db_ok = False
                     metrics.DB_ERRORS.inc()
-                    log.warning("database error (%s); retrying in %.1fs", exc, backoff)
+                    wait = self._backoff
+                    log.warning("database error (%s); retrying in %.1fs", exc, wait)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), backoff)
-                    backoff = min(backoff * 2, s.ingest_retry_max_s) * random.uniform(0.8, 1.2)
+                        await asyncio.wait_for(self.stopping.wait(), wait)
+                    self._backoff = min(wait * 2, s.ingest_retry_max_s) * random.uniform(0.8, 1.2)
         finally:
             health.stop()
         log.info("rules worker stopped")
@@ -112,15 +116,14 @@ class RulesWorker:
             await listener.execute(f"LISTEN {RULES_CHANNEL}")
             listen = asyncio.create_task(self._listen(listener))
             self._db_ok = True
+            self._backoff = 0.5
             try:
                 while not self.stopping.is_set():
                     self._wake.clear()
                     await self.drain(conn)
                     next_due = await self.sweep(conn)
-                    timeout = self.settings.rules_poll_s
-                    if next_due is not None:
-                        wait = (next_due - await db_now(conn)).total_seconds()
-                        timeout = max(0.0, min(timeout, wait))
+                    wait = (next_due - await db_now(conn)).total_seconds()
+                    timeout = max(0.0, min(self.settings.rules_poll_s, wait))
                     if listen.done():
                         listen.result()  # the listener failed: raise its error
                     with contextlib.suppress(TimeoutError):
@@ -152,18 +155,31 @@ class RulesWorker:
             total += out.readings
             if out.claimed_rows == 0:
                 break
+        row = await (await conn.execute("SELECT count(*) FROM rule_inbox")).fetchone()
+        metrics.INBOX.set(row[0] if row else 0)
         return total
 
-    async def sweep(self, conn: AsyncConnection[Any]) -> datetime | None:
+    async def sweep(self, conn: AsyncConnection[Any]) -> datetime:
+        """Run the timer-driven sweeps that are due; returns when the next one is. Each runs at
+        its own next deadline (silence: the earliest device deadline, to the query's time) and
+        at least every ``rules_sweep_max_s`` (devices heard again, reloaded rules)."""
+        now = await db_now(conn)
+        every = timedelta(seconds=self.settings.rules_sweep_max_s)
         out = Outcome()
-        dues = [
-            await silence_sweep(conn, self.ruleset, self.actor, out),
-            await objective_sweep(conn, self.ruleset, self.actor, out, self._objective_runs),
-            await escalation_sweep(conn, self.ruleset, self.actor, out),
-        ]
+        sweeps: dict[str, Callable[[], Awaitable[datetime | None]]] = {
+            "silence": lambda: silence_sweep(conn, self.ruleset, self.actor, out),
+            "objectives": lambda: objective_sweep(
+                conn, self.ruleset, self.actor, out, self._objective_runs
+            ),
+            "escalation": lambda: escalation_sweep(conn, self.ruleset, self.actor, out),
+        }
+        for name, run_sweep in sweeps.items():
+            if now < self._sweep_due.get(name, now):
+                continue
+            due = await run_sweep()
+            self._sweep_due[name] = min(due, now + every) if due is not None else now + every
         metrics.count(out, None)
-        found = [d for d in dues if d is not None]
-        return min(found) if found else None
+        return min(self._sweep_due.values())
 
 
 def run(settings: Settings) -> None:

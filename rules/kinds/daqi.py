@@ -20,6 +20,9 @@ from rules.durations import Duration, format_duration
 from rules.model import DeviceView, Rule, Transition
 from rules.series import Series
 
+# How far before t - clear_for the reading that starts the clear run may be.
+_CLEAR_GAP = timedelta(hours=1)
+
 BANDS = (
     "Low",
     "Low",
@@ -87,10 +90,16 @@ PollutantName = Literal["o3", "no2", "so2", "pm25", "pm10"]
 ALL_POLLUTANTS: tuple[PollutantName, ...] = ("o3", "no2", "so2", "pm25", "pm10")
 
 
+def half_up(value: float) -> int:
+    # Rounded to 6 decimals first: a mean computed from running sums (or in another order) can
+    # come out as 53.49999999999999 for 53.5, and the band must not depend on that.
+    return math.floor(round(value, 6) + 0.5)
+
+
 def daqi_index(pollutant: Pollutant, concentration: float) -> int:
     """Index 1..10. Breakpoints are whole µg/m³; a mean is rounded half up first (Defra does
     not say how; see docs/rules.md)."""
-    rounded = math.floor(concentration + 0.5)
+    rounded = half_up(concentration)
     for index, upper in enumerate(pollutant.upper, start=1):
         if rounded <= upper:
             return index
@@ -107,8 +116,9 @@ class Reading:
 
 def index_at(series: Series, i: int, pollutants: list[Pollutant]) -> Reading | None:
     """The station's DAQI at reading i: the highest index over pollutants whose averaging
-    window holds enough data (readings spanning 75 % of it, allowing an hour's reporting
-    interval; any reading for windows of an hour or less)."""
+    window holds enough data. Defra's rule for running means is 75 % data capture (6 of 8
+    hours for O3, 18 of 24 for PM): windows longer than an hour need that share of clock hours
+    with data of that pollutant; an hour or less needs one reading."""
     t = series.times[i]
     best: Reading | None = None
     for p in pollutants:
@@ -116,8 +126,9 @@ def index_at(series: Series, i: int, pollutants: list[Pollutant]) -> Reading | N
         mean, n = series.mean(p.column, t - window, i)
         if mean is None:
             continue
-        first = series.times[series.first_index(t - window + 1e-6)]
-        if window > 3600 and t - first < 0.75 * window - 3600:
+        if window > 3600 and series.hours_with_data(p.column, t - window, i) < 0.75 * (
+            window / 3600
+        ):
             continue
         idx = daqi_index(p, mean)
         if best is None or idx > best.index:
@@ -144,7 +155,7 @@ class DaqiRule(Rule):
 
     def lookback(self) -> timedelta:
         longest = max(POLLUTANTS[p].averaging for p in self.pollutants)
-        return longest + self.clear_for
+        return longest + self.clear_for + _CLEAR_GAP
 
     def step(self, device: DeviceView, series: Series, i: int, active: bool) -> Transition | None:
         chosen = [POLLUTANTS[p] for p in self.pollutants]
@@ -167,17 +178,25 @@ class DaqiRule(Rule):
                 return None
             summary = (
                 f"DAQI {now.index} ({BANDS[now.index - 1]}) from {p.name}: {p.averaging_name} "
-                f"{now.mean:.0f} µg/m³ (alert at index {self.min_index})"
+                f"{half_up(now.mean)} µg/m³ (alert at index {self.min_index})"
             )
             return Transition(True, t, summary, observed)
         clear_index = self.clear_index if self.clear_index is not None else self.min_index - 1
         if now.index > clear_index:
             return None
-        horizon = t - self.clear_for.total_seconds()
-        for j in range(i - 1, series.first_index(horizon) - 1, -1):
+        # Held for clear_for: every reading back to one at or before t - clear_for (at most an
+        # hour before that) at or below clear_index.
+        since = t - self.clear_for.total_seconds()
+        reached = since >= t
+        for j in range(i - 1, series.first_index(since - _CLEAR_GAP.total_seconds()) - 1, -1):
             earlier = index_at(series, j, chosen)
             if earlier is not None and earlier.index > clear_index:
                 return None
+            if series.times[j] <= since:
+                reached = True
+                break
+        if not reached:
+            return None
         summary = (
             f"DAQI {now.index} ({BANDS[now.index - 1]}), at or below {clear_index} for "
             f"{format_duration(self.clear_for)}"

@@ -93,8 +93,14 @@ class AqsObjectiveRule(Rule):
     def lookback(self) -> timedelta:
         return timedelta(0)
 
-    def evaluate(self, exceedances: list[datetime], year: int, active: bool) -> Transition | None:
-        """Exceedance period starts of one station in ``year``, sorted."""
+    def evaluate(
+        self, exceedances: list[datetime], year: int, active_since_year: int | None
+    ) -> Transition | None:
+        """Exceedance period starts of one station in ``year``, sorted; ``active_since_year``
+        is the year the open alert was raised in (None when not active). An alert lasts for
+        its year: counts only restart with a new one (a revised hourly mean does not clear
+        it)."""
+        active = active_since_year is not None
         o = self.objective
         n = len(exceedances)
         observed = {
@@ -115,7 +121,8 @@ class AqsObjectiveRule(Rule):
                 f"(allowed {o.allowed}): {verdict}; latest {clock(exceedances[-1].timestamp())}"
             )
             return Transition(True, crossed.timestamp(), summary, observed)
-        if active and n < self.alert_count:
+        new_year = active_since_year is not None and active_since_year < year
+        if new_year and n < self.alert_count:
             summary = f"new year {year}: {n} exceedances of the {o.name} objective so far"
             at = datetime(year, 1, 1, tzinfo=UTC).timestamp()
             return Transition(False, at, summary, observed)

@@ -9,9 +9,8 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from placewatch.kinds import MEASUREMENT_COLUMNS
 from rules.durations import Duration, format_duration
-from rules.model import DeviceView, Rule, Transition, measurement_field
+from rules.model import DeviceView, Rule, Transition, measurement_field, numeric_columns
 from rules.series import Series, _number, least_squares_slope
 from rules.units import fmt, unit_of
 
@@ -48,7 +47,7 @@ class RateOfChangeRule(Rule):
         return rate
 
     def applies_to(self, device: DeviceView) -> bool:
-        return super().applies_to(device) and self.field in MEASUREMENT_COLUMNS[device.kind]
+        return super().applies_to(device) and self.field in numeric_columns(device.kind)
 
     def lookback(self) -> timedelta:
         return self.window

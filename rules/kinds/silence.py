@@ -64,7 +64,7 @@ class SilenceRule(Rule):
         }
         if not active and now >= deadline:
             summary = (
-                f"{what} not heard since {clock(heard.last_seen)}: silent for more than "
+                f"{what} not heard since {clock(heard.last_seen)}: silent for "
                 f"{format_duration(heard.limit_s)}"
             )
             return Transition(True, deadline, summary, observed)
@@ -75,7 +75,7 @@ class SilenceRule(Rule):
 
 
 def gaps(received: list[float], limit_s: float) -> list[tuple[float, float]]:
-    """(silent from, heard again) for every gap longer than the limit: the backtest of
-    silence over stored receive times."""
+    """(silent from, heard again) for every gap reaching the limit (as live, which alerts at
+    the deadline itself): the backtest of silence over stored receive times."""
     ordered = sorted(received)
-    return [(a + limit_s, b) for a, b in pairwise(ordered) if b - a > limit_s]
+    return [(a + limit_s, b) for a, b in pairwise(ordered) if b - a >= limit_s]

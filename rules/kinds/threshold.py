@@ -9,18 +9,24 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from placewatch.kinds import MEASUREMENT_COLUMNS
 from rules.durations import Duration, format_duration
-from rules.model import DeviceView, Rule, Transition, Value, measurement_field, resolve
+from rules.model import (
+    DeviceView,
+    Rule,
+    Transition,
+    Value,
+    measurement_field,
+    numeric_columns,
+    resolve,
+)
 from rules.series import Series, _number
 from rules.units import clock, fmt, iso
 
-# A run that must have lasted D is looked for within D plus this much before the reading, so a
-# device reporting less often than hourly still shows its run.
-_RUN_SLACK = timedelta(hours=1)
 # Default time a value must stay on the clear side before the alert clears: a value hovering at
 # the threshold dips across it now and then and must not flap.
 DEFAULT_CLEAR_FOR = timedelta(minutes=15)
+# Default longest gap between two readings that still counts as one continuous run.
+DEFAULT_MAX_GAP = timedelta(hours=6)
 
 
 def held_for(
@@ -29,22 +35,25 @@ def held_for(
     i: int,
     holds: Callable[[float], bool],
     duration: float,
-    horizon: float,
+    max_gap: float,
 ) -> tuple[bool, float]:
     """Whether ``holds`` was true for reading i and every earlier reading (with a value) back to
-    one at or before times[i] - duration, looking no further back than ``horizon``. Returns that
-    and the start of the run."""
+    one at or before times[i] - duration, with no gap longer than ``max_gap`` between them (a
+    device silent for longer says nothing about the time in between). Returns that and the start
+    of the run. Looks back at most duration + max_gap."""
     t_i = series.times[i]
     v = _number(series.columns[column][i])
     if v is None or not holds(v):
         return False, t_i
+    if duration <= 0:
+        return True, t_i
     run_start = t_i
     values = series.columns[column]
-    for j in range(i - 1, series.first_index(horizon) - 1, -1):
+    for j in range(i - 1, series.first_index(t_i - duration - max_gap) - 1, -1):
         vj = _number(values[j])
         if vj is None:
             continue
-        if not holds(vj):
+        if not holds(vj) or run_start - series.times[j] > max_gap:
             break
         run_start = series.times[j]
         if run_start <= t_i - duration:
@@ -63,7 +72,7 @@ def threshold_step(
     clear_level: float,
     for_s: float,
     clear_for_s: float,
-    horizon: float,
+    max_gap_s: float,
 ) -> Transition | None:
     t = series.times[i]
     value = _number(series.columns[column][i])
@@ -80,7 +89,7 @@ def threshold_step(
     }
     if not active:
         beyond: Callable[[float], bool] = (lambda v: v > level) if upward else (lambda v: v < level)
-        held, since = held_for(series, column, i, beyond, for_s, horizon)
+        held, since = held_for(series, column, i, beyond, for_s, max_gap_s)
         if not held:
             return None
         lasting = f" for {format_duration(t - since)} (since {clock(since)})" if for_s else ""
@@ -89,7 +98,7 @@ def threshold_step(
     back: Callable[[float], bool] = (
         (lambda v: v <= clear_level) if upward else (lambda v: v >= clear_level)
     )
-    held, since = held_for(series, column, i, back, clear_for_s, horizon)
+    held, since = held_for(series, column, i, back, clear_for_s, max_gap_s)
     if not held:
         return None
     summary = f"{column} {fmt(value, column)}, back {other} {fmt(clear_level, column)}" + (
@@ -100,7 +109,8 @@ def threshold_step(
 
 class ThresholdRule(Rule):
     """``field`` above (or below) a level for ``for``; clears once back on the other side of
-    ``clear`` (default: the level) for ``clear_for`` (default 15 min)."""
+    ``clear`` (default: the level) for ``clear_for`` (default 15 min). Readings more than
+    ``max_gap`` apart break a run."""
 
     kind: Literal["threshold"]
     field: str
@@ -109,6 +119,7 @@ class ThresholdRule(Rule):
     for_: Duration = Field(default=timedelta(0), alias="for")
     clear: Value | None = None
     clear_for: Duration = DEFAULT_CLEAR_FOR
+    max_gap: Duration = DEFAULT_MAX_GAP
 
     _field = field_validator("field")(measurement_field)
 
@@ -127,12 +138,12 @@ class ThresholdRule(Rule):
     def applies_to(self, device: DeviceView) -> bool:
         return (
             super().applies_to(device)
-            and self.field in MEASUREMENT_COLUMNS[device.kind]
+            and self.field in numeric_columns(device.kind)
             and resolve(self.above if self.above is not None else self.below, device) is not None
         )
 
     def lookback(self) -> timedelta:
-        return max(self.for_, self.clear_for) + _RUN_SLACK
+        return max(self.for_, self.clear_for) + self.max_gap
 
     def step(self, device: DeviceView, series: Series, i: int, active: bool) -> Transition | None:
         upward = self.above is not None
@@ -140,6 +151,10 @@ class ThresholdRule(Rule):
         if level is None:
             return None
         clear = resolve(self.clear, device)
+        # A clear level on the wrong side of the level (a device setting, say) would clear the
+        # alert while the value is still beyond the level: fall back to the level.
+        if clear is None or (clear > level if upward else clear < level):
+            clear = level
         return threshold_step(
             series=series,
             i=i,
@@ -147,10 +162,10 @@ class ThresholdRule(Rule):
             column=self.field,
             upward=upward,
             level=level,
-            clear_level=level if clear is None else clear,
+            clear_level=clear,
             for_s=self.for_.total_seconds(),
             clear_for_s=self.clear_for.total_seconds(),
-            horizon=series.times[i] - self.lookback().total_seconds(),
+            max_gap_s=self.max_gap.total_seconds(),
         )
 
 
@@ -169,7 +184,7 @@ class LowBatteryRule(Rule):
         return self
 
     def lookback(self) -> timedelta:
-        return self.for_ + _RUN_SLACK
+        return self.for_ + DEFAULT_MAX_GAP
 
     def step(self, device: DeviceView, series: Series, i: int, active: bool) -> Transition | None:
         return threshold_step(
@@ -182,5 +197,5 @@ class LowBatteryRule(Rule):
             clear_level=self.clear_above,
             for_s=self.for_.total_seconds(),
             clear_for_s=0,
-            horizon=series.times[i] - self.lookback().total_seconds(),
+            max_gap_s=DEFAULT_MAX_GAP.total_seconds(),
         )

@@ -146,7 +146,10 @@ def test_each_problem_has_its_line_and_field(tmp_path: Path) -> None:
         (40, "rules[7].for"),  # silence has no "for"
     ]
     by_field = {p.field: p for p in problems}
-    assert "'fill_pct' is not a measurement of flood_level" in by_field["rules[1].field"].message
+    assert (
+        "'fill_pct' is not a numeric measurement of flood_level"
+        in by_field["rules[1].field"].message
+    )
     assert "level_m" in by_field["rules[1].field"].message  # says what would do
     assert "'10 minutes' is not a duration" in by_field["rules[1].for"].message
     assert "'thresold'" in by_field["rules[2].kind"].message

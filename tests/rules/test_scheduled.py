@@ -10,6 +10,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+
 from placewatch.kinds import Kind
 from storage.registry import DeviceSpec
 from tests.rules.conftest import RulesRig
@@ -98,6 +100,23 @@ def test_silence_detected_within_5_percent_and_survives_a_restart(rig: RulesRig)
     time.sleep(2)
     assert rig.scalar("SELECT count(*) FROM alerts") == 3
     assert rig.scalar("SELECT count(*) FROM alerts WHERE state <> 'resolved'") == 2
+    # The backtest finds the same silences from the stored receive times.
+    live = sorted(
+        (a["rule_id"], a["subject_id"], a["opened_at"], a["resolved_at"]) for a in rig.alerts()
+    )
+    past = rig.backtest(datetime.now(UTC) - timedelta(minutes=10), datetime.now(UTC))
+    assert sorted((f.rule_id, f.subject_id, f.opened_at, f.resolved_at) for f in past) == live
+    # A device taken out of the registry is no longer watched: its alert does not stay open.
+    with psycopg.connect(rig.database_url) as conn:
+        conn.execute("DELETE FROM devices WHERE device_id = 'aq-2'")
+    wait_until(
+        lambda: rig.scalar("SELECT state FROM alerts WHERE subject_id = 'aq-2'") == "resolved",
+        15,
+        "aq-2's alert to be resolved",
+    )
+    assert "no longer watched" in rig.scalar(
+        "SELECT resolution->>'summary' FROM alerts WHERE subject_id = 'aq-2'"
+    )
 
 
 def test_unacknowledged_alert_escalates_then_stops_once_acknowledged(rig: RulesRig) -> None:
