@@ -19,10 +19,12 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import metrics
 from ingest.decode import Decoded, DecodeOptions, Rejected, decode_all
+from ingest.heartbeat import HEARTBEAT_S, beat
 from ingest.mqtt import Message, MqttConsumer, MqttOptions
 from ingest.registry import DeviceRegistry
 from ingest.store import BatchStore, Stored, is_transient
@@ -121,17 +123,33 @@ class IngestService:
             log.info("ingest stopped")
 
     async def _watch_database(self, pool: AsyncConnectionPool[Any]) -> None:
-        """Keep readiness true to the database while no batches flow (batches update it too)."""
+        """Keep readiness true to the database while no batches flow (batches update it too),
+        and write this process's heartbeat while it is healthy (see ``heartbeat``)."""
         while True:
             try:
                 async with pool.connection(timeout=5) as conn:
-                    await conn.execute("SELECT 1")
+                    await self.heartbeat(conn)
                 self._db_ok = True
             except Exception as exc:  # any failure here only means "not ready"
                 if self._db_ok:
                     log.warning("database unavailable: %s", exc)
                 self._db_ok = False
-            await asyncio.sleep(2)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def heartbeat(self, conn: AsyncConnection[Any]) -> None:
+        """Record that ingest is connected and subscribed, can write, and is not saturated
+        (holding under half its window: not draining a backlog). A gap in heartbeats restarts
+        ``healthy_since``; rules hold silence alerts back until it is old enough."""
+        consumer = self.consumer
+        healthy = (
+            consumer is not None
+            and consumer.subscribed.is_set()
+            and consumer.held < self.settings.ingest_receive_maximum / 2
+        )
+        if healthy:
+            await beat(conn, self.settings.ingest_client_id)
+        else:
+            await conn.execute("SELECT 1")
 
     async def _consume(self, pool: AsyncConnectionPool[Any], consumer: MqttConsumer) -> None:
         s = self.settings

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # Timer sweeps (silence, objectives, escalation) run at their own deadlines and at least this
     # often: how soon a silent device heard again is cleared, say.
     rules_sweep_max_s: float = Field(default=5.0, gt=0)
+    # After ingest recovers (restart, database or broker back, backlog drained) silence alerts
+    # wait this long, so that devices whose backlog is still being read are not called silent.
+    rules_silence_grace_s: float = Field(default=120.0, ge=0)
     # A reading older than this behind what a rule has already evaluated for its subject is
     # stored but not evaluated again (re-stepping a whole week for one straggler is no use).
     rules_allowed_lateness_s: float = Field(default=6 * 3600, ge=0)

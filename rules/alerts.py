@@ -98,32 +98,36 @@ async def open_alert(
 ) -> tuple[int, bool]:
     """Open an alert; returns (alert id, whether this call opened it). If one is already open
     for the rule and subject, that one is returned and nothing is written."""
-    await cur.execute(
-        """INSERT INTO alerts (council_id, rule_id, rule_kind, subject_type, subject_id,
-                               sensor_kind, site, resident_id, severity, opened_at, summary,
-                               observed, trigger_committed_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (council_id, rule_id, subject_type, subject_id)
-               WHERE state <> 'resolved' DO NOTHING
-           RETURNING *""",
-        (
-            subject.council_id,
-            rule.id,
-            getattr(rule, "kind", type(rule).__name__),
-            subject.subject_type,
-            subject.subject_id,
-            subject.sensor_kind,
-            subject.site,
-            subject.resident_id,
-            rule.severity,
-            _epoch(transition.at),
-            transition.summary,
-            Jsonb(transition.observed),
-            trigger_committed_at,
-        ),
-    )
-    row = await cur.fetchone()
-    if row is None:
+    # ON CONFLICT DO NOTHING locks nothing: the open alert it met may be resolved by a person
+    # before we read it. Then the insert is simply tried again.
+    for _ in range(5):
+        await cur.execute(
+            """INSERT INTO alerts (council_id, rule_id, rule_kind, subject_type, subject_id,
+                                   sensor_kind, site, resident_id, severity, opened_at, summary,
+                                   observed, trigger_committed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (council_id, rule_id, subject_type, subject_id)
+                   WHERE state <> 'resolved' DO NOTHING
+               RETURNING *""",
+            (
+                subject.council_id,
+                rule.id,
+                getattr(rule, "kind", type(rule).__name__),
+                subject.subject_type,
+                subject.subject_id,
+                subject.sensor_kind,
+                subject.site,
+                subject.resident_id,
+                rule.severity,
+                _epoch(transition.at),
+                transition.summary,
+                Jsonb(transition.observed),
+                trigger_committed_at,
+            ),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            break
         await cur.execute(
             """SELECT alert_id FROM alerts
                WHERE council_id = %s AND rule_id = %s AND subject_type = %s
@@ -131,8 +135,10 @@ async def open_alert(
             (subject.council_id, rule.id, subject.subject_type, subject.subject_id),
         )
         existing = await cur.fetchone()
-        assert existing is not None  # the conflict says it exists; we hold the subject's lock
-        return int(existing["alert_id"]), False
+        if existing is not None:
+            return int(existing["alert_id"]), False
+    else:
+        raise RuntimeError(f"could not open or find the open alert of {rule.id} {subject}")
     await record(cur, row, "opened", actor, {"summary": transition.summary})
     return int(row["alert_id"]), True
 

@@ -2,8 +2,8 @@
 
 Stream rules are stepped through each device's readings exactly as the live workers step them
 (``rules.engine``), from a blank state at ``start``; silence is judged from the gaps between
-receive times; objectives are counted as of ``end``. Everything runs in a READ ONLY transaction:
-live alerts and rule state are never touched.
+receive times; objectives are counted as of ``end``. The session is set READ ONLY: live alerts
+and rule state are never touched.
 """
 
 from __future__ import annotations
@@ -58,27 +58,29 @@ async def backtest(
 ) -> list[Fired]:
     rules = [r for r in ruleset.rules if r.enabled and (rule_id is None or r.id == rule_id)]
     fired: list[Fired] = []
-    async with conn.transaction():
-        await conn.execute("SET TRANSACTION READ ONLY")
-        async with conn.cursor() as cur:
-            devices = await all_devices(cur, council_id)
-        stream = [r for r in rules if r.stream]
-        silence = [r for r in rules if isinstance(r, SilenceRule)]
-        by_kind: dict[Kind, list[DeviceView]] = defaultdict(list)
-        for d in devices:
-            by_kind[d.kind].append(d)
-        received: dict[DeviceKey, list[float]] = {}
-        for kind, kind_devices in by_kind.items():
-            for i in range(0, len(kind_devices), _CHUNK):
-                chunk = kind_devices[i : i + _CHUNK]
+    # Read-only for the whole session, and one short transaction per chunk rather than one
+    # long snapshot (which would hold back vacuum of the inbox the live workers churn).
+    await conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    async with conn.cursor() as cur:
+        devices = await all_devices(cur, council_id)
+    stream = [r for r in rules if r.stream]
+    silence = [r for r in rules if isinstance(r, SilenceRule)]
+    by_kind: dict[Kind, list[DeviceView]] = defaultdict(list)
+    for d in devices:
+        by_kind[d.kind].append(d)
+    received: dict[DeviceKey, list[float]] = {}
+    for kind, kind_devices in by_kind.items():
+        for i in range(0, len(kind_devices), _CHUNK):
+            chunk = kind_devices[i : i + _CHUNK]
+            async with conn.transaction():
                 fired += await _stream_chunk(
                     conn, kind, chunk, stream, silence, start, end, received
                 )
-        # Silence after every chunk: a home's or a site's devices may span chunks.
-        fired += _silence(silence, devices, received, start, end)
-        for rule in rules:
-            if isinstance(rule, AqsObjectiveRule):
-                fired += await _objective(conn, rule, devices, start, end)
+    # Silence after every chunk: a home's or a site's devices may span chunks.
+    fired += _silence(silence, devices, received, start, end)
+    for rule in rules:
+        if isinstance(rule, AqsObjectiveRule):
+            fired += await _objective(conn, rule, devices, start, end)
     return sorted(fired, key=lambda f: (f.opened_at, f.rule_id, f.subject_id))
 
 

@@ -27,6 +27,10 @@ LAG_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 INBOX = Gauge("placewatch_rules_inbox_rows", "Inbox rows waiting at the last claim (approximate)")
+SILENCE_HELD = Gauge(
+    "placewatch_rules_silence_held",
+    "1 while silence alerts are held back because ingest is not (or only just) healthy",
+)
 RELOADS = Counter("placewatch_rules_reloads", "Rule file reloads", ["result"])
 RULES_LOADED = Gauge("placewatch_rules_loaded", "Rules in force")
 

@@ -1,24 +1,33 @@
-"""Scheduled evaluation: silence, air-quality objectives and escalation of unacknowledged
-alerts. Each sweep runs in its own transaction under a try-advisory-lock, so with N workers one
-sweeps and the others skip; each returns when it next needs to run."""
+"""Scheduled evaluation: silence, air-quality objectives, escalation of unacknowledged alerts,
+and reconciliation of alerts whose rule no longer watches their subject. Each sweep runs in its
+own transaction under a try-advisory-lock, so with N workers one sweeps and the others skip;
+each returns when it next needs to run."""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from rules import alerts
+from rules import alerts, metrics
 from rules.engine import SubjectState
 from rules.kinds.objectives import AqsObjectiveRule, year_start
 from rules.kinds.silence import Heard, SilenceRule
 from rules.loader import RuleSet
 from rules.model import DeviceView, Transition
-from rules.registry import StateKey, device_view, load_active_states, load_states, save_states
+from rules.registry import (
+    StateKey,
+    device_view,
+    load_active_states,
+    load_devices,
+    load_states,
+    save_states,
+)
 from rules.stream import Outcome, apply_transition
 
 log = logging.getLogger(__name__)
@@ -26,6 +35,13 @@ log = logging.getLogger(__name__)
 _SILENCE_LOCK = 0x706C_7369_6C65  # "plsile"
 _OBJECTIVE_LOCK = 0x706C_6F62_6A65  # "plobje"
 _ESCALATION_LOCK = 0x706C_6573_6361  # "plesca"
+_RECONCILE_LOCK = 0x706C_7265_636F  # "plreco"
+# Early in January the last hour and day of the old year complete: count that year too.
+_YEAR_END_GRACE = timedelta(days=2)
+_DEVICE_COLUMNS = (
+    "council_id, device_id, kind, model, site, ward, resident_id, tags, properties,"
+    " expected_interval_s"
+)
 
 
 async def _try_lock(conn: AsyncConnection[Any], key: int) -> bool:
@@ -42,6 +58,13 @@ async def db_now(conn: AsyncConnection[Any]) -> datetime:
     return value.astimezone(UTC)  # calendar years are UTC years, whatever the session zone
 
 
+async def inbox_backlog(conn: AsyncConnection[Any], cap: int = 1_000_000) -> int:
+    """Inbox rows waiting, counted up to ``cap`` (a full count of a huge backlog is slow)."""
+    cur = await conn.execute("SELECT count(*) FROM (SELECT 1 FROM rule_inbox LIMIT %s) s", (cap,))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 def _subject(device: DeviceView, subject_type: str, subject_id: str) -> alerts.Subject:
     return alerts.Subject(
         device.council_id,
@@ -51,6 +74,59 @@ def _subject(device: DeviceView, subject_type: str, subject_id: str) -> alerts.S
         site=device.site,
         resident_id=device.resident_id,
     )
+
+
+async def _resolve_unwatched(
+    dcur: alerts.Cursor,
+    rule: Any,
+    key: StateKey,
+    state: SubjectState,
+    now: datetime,
+    why: str,
+    actor: str,
+    out: Outcome,
+) -> None:
+    gone = Transition(
+        False,
+        now.timestamp(),
+        f"{key[2]} {key[3]} is no longer watched by this rule: {why}",
+        {"reason": why},
+    )
+    await apply_transition(dcur, rule, alerts.Subject(*key[1:]), state, gone, actor, None, out)
+    state.active, state.last_transition_at = False, gone.at
+
+
+# -- silence ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SilenceGate:
+    """Silence alerts are held back unless every ingest heard from in the last ``forget_s``
+    has a fresh heartbeat (within ``stale_s``) and has been healthy for ``grace_s``. A stalled
+    pipeline makes every device look silent: that is one outage (ingest's own metrics and
+    /readyz), not an alert per device or a "hub offline" for every home."""
+
+    stale_s: float
+    grace_s: float
+    forget_s: float
+
+    async def check(self, conn: AsyncConnection[Any], now: datetime) -> tuple[bool, str]:
+        cur = await conn.execute(
+            """SELECT count(*), count(*) FILTER (WHERE seen_at >= %(now)s - %(stale)s * i),
+                      max(healthy_since)
+               FROM ingest_heartbeats, (SELECT interval '1 second' AS i) u
+               WHERE seen_at >= %(now)s - %(forget)s * i""",
+            {"now": now, "stale": self.stale_s, "forget": self.forget_s},
+        )
+        row = await cur.fetchone()
+        total, fresh, newest_recovery = row if row else (0, 0, None)
+        if not total:
+            return False, "no ingest has reported healthy lately"
+        if fresh < total:
+            return False, f"{total - fresh} of {total} ingest processes not healthy"
+        if newest_recovery is not None and now - newest_recovery < timedelta(seconds=self.grace_s):
+            return False, "ingest recovered less than the grace period ago"
+        return True, "ok"
 
 
 def heard_by_subject(
@@ -69,17 +145,22 @@ def heard_by_subject(
         groups[(device.council_id, *subject)].append((device, last_seen, limit))
     out = {}
     for (council_id, stype, sid), members in groups.items():
-        last = max(m[1] for m in members)
-        heard = Heard(stype, sid, last, max(m[2] for m in members), len(members))  # type: ignore[arg-type]
+        heard = Heard(
+            stype,  # type: ignore[arg-type]
+            sid,
+            max(m[1] for m in members),
+            max(m[2] for m in members),
+            len(members),
+        )
         out[(council_id, stype, sid)] = (heard, members[0][0])
     return out
 
 
 async def silence_sweep(
-    conn: AsyncConnection[Any], ruleset: RuleSet, actor: str, out: Outcome
+    conn: AsyncConnection[Any], ruleset: RuleSet, actor: str, out: Outcome, gate: SilenceGate
 ) -> datetime | None:
-    """Open silence alerts whose deadline passed, resolve those heard again. Returns the
-    earliest future deadline (when to run next)."""
+    """Open silence alerts whose deadline passed (while the gate is open), resolve those heard
+    again or no longer watched. Returns the earliest future deadline."""
     rules = [r for r in ruleset.rules if isinstance(r, SilenceRule) and r.enabled]
     if not rules:
         return None
@@ -87,44 +168,34 @@ async def silence_sweep(
         if not await _try_lock(conn, _SILENCE_LOCK):
             return None
         now = await db_now(conn)
+        may_open, why = await gate.check(conn, now)
+        metrics.SILENCE_HELD.set(0 if may_open else 1)
         cur = await conn.execute(
-            """SELECT council_id, device_id, kind, model, site, ward, resident_id, tags,
-                      properties, expected_interval_s, last_seen
-               FROM devices WHERE last_seen IS NOT NULL"""
+            f"SELECT {_DEVICE_COLUMNS}, last_seen FROM devices WHERE last_seen IS NOT NULL"
         )
         seen = [(device_view(r), r[10].timestamp()) for r in await cur.fetchall()]
         subjects = {rule.id: heard_by_subject(rule, seen) for rule in rules}
         all_subjects = {s for by in subjects.values() for s in by}
-        async with conn.cursor() as cur:
-            states = await load_states(cur, all_subjects, [r.id for r in rules])
-            active = await load_active_states(cur, [r.id for r in rules])
+        async with conn.cursor() as c:
+            states = await load_states(c, all_subjects, [r.id for r in rules])
+            active = await load_active_states(c, [r.id for r in rules])
         touched: dict[StateKey, SubjectState] = {}
         next_due: float | None = None
         async with conn.cursor(row_factory=dict_row) as dcur:
-            # A subject no longer watched (device removed or deselected, resident moved) would
-            # otherwise keep its alert open forever.
             for key, state in active.items():
                 rule = next(r for r in rules if r.id == key[0])
-                if key[1:] in subjects[rule.id]:
-                    continue
-                gone = Transition(
-                    False,
-                    now.timestamp(),
-                    f"{key[2]} {key[3]} is no longer watched by this rule",
-                    {"reason": "no longer selected"},
-                )
-                await apply_transition(
-                    dcur, rule, alerts.Subject(*key[1:]), state, gone, actor, None, out
-                )
-                state.active, state.last_transition_at = False, gone.at
-                touched[key] = state
+                if key[1:] not in subjects[rule.id]:
+                    await _resolve_unwatched(
+                        dcur, rule, key, state, now, "not selected or not registered", actor, out
+                    )
+                    touched[key] = state
             for rule in rules:
                 for (council_id, stype, sid), (heard, device) in subjects[rule.id].items():
                     key = (rule.id, council_id, stype, sid)
                     state = states.get(key) or SubjectState()
                     t = rule.evaluate(heard, now.timestamp(), state.active)
                     out.evaluations[rule.id] += 1
-                    if t is not None:
+                    if t is not None and (not t.opens or may_open):
                         state.active = t.opens
                         state.last_transition_at = t.at
                         await apply_transition(
@@ -134,9 +205,15 @@ async def silence_sweep(
                     if not state.active:
                         due = heard.last_seen + heard.limit_s
                         next_due = due if next_due is None else min(next_due, due)
-        async with conn.cursor() as cur:
-            await save_states(cur, touched)
+        async with conn.cursor() as c:
+            await save_states(c, touched)
+    if not may_open:
+        log.info("silence alerts held back: %s", why)
+        return None  # look again at the sweep period, not at past deadlines
     return datetime.fromtimestamp(next_due, UTC) if next_due is not None else None
+
+
+# -- objectives ------------------------------------------------------------------------------
 
 
 async def objective_sweep(
@@ -155,14 +232,13 @@ async def objective_sweep(
         due = [r for r in rules if r.id not in last_run or now >= last_run[r.id] + r.every]
         if due and await _try_lock(conn, _OBJECTIVE_LOCK):
             cur = await conn.execute(
-                """SELECT council_id, device_id, kind, model, site, ward, resident_id, tags,
-                          properties, expected_interval_s
-                   FROM devices WHERE kind = 'air_quality'"""
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE kind = 'air_quality'"
             )
             stations = [device_view(r) for r in await cur.fetchall()]
             for rule in due:
                 await _objective(conn, rule, stations, now, actor, out)
                 last_run[rule.id] = now
+    # Rules another worker is counting now wait for their own period here too.
     return min(last_run.get(r.id, now) + r.every for r in rules)
 
 
@@ -177,75 +253,155 @@ async def _objective(
     applicable = {(d.council_id, d.device_id): d for d in stations if rule.applies_to(d)}
     if not applicable:
         return
-    exceedances = await objective_exceedances(conn, rule, year_start(now), now)
+    years = [now.year]
+    if now - year_start(now) < _YEAR_END_GRACE:
+        years.insert(0, now.year - 1)
+    found = {
+        y: await objective_exceedances(
+            conn, rule, datetime(y, 1, 1, tzinfo=UTC), min(now, datetime(y + 1, 1, 1, tzinfo=UTC))
+        )
+        for y in years
+    }
     subjects = [(c, "device", d) for c, d in applicable]
-    async with conn.cursor() as cur:
-        states = await load_states(cur, subjects, [rule.id])
+    async with conn.cursor() as c:
+        states = await load_states(c, subjects, [rule.id])
     touched: dict[StateKey, SubjectState] = {}
     async with conn.cursor(row_factory=dict_row) as dcur:
         for key, device in applicable.items():
             skey = (rule.id, key[0], "device", key[1])
             state = states.get(skey) or SubjectState()
-            since = (
-                datetime.fromtimestamp(state.last_transition_at, UTC).year
-                if state.active and state.last_transition_at is not None
-                else None
-            )
-            t = rule.evaluate(exceedances.get(key, []), now.year, since)
-            out.evaluations[rule.id] += 1
-            if t is None:
-                continue
-            state.active = t.opens
-            state.last_transition_at = t.at
-            await apply_transition(
-                dcur, rule, _subject(device, "device", key[1]), state, t, actor, None, out
-            )
-            touched[skey] = state
-    async with conn.cursor() as cur:
-        await save_states(cur, touched)
+            alerted: list[int] = list(state.data.get("alerted_years", []))
+            for year in years:
+                since = (
+                    datetime.fromtimestamp(state.last_transition_at, UTC).year
+                    if state.active and state.last_transition_at is not None
+                    else None
+                )
+                if since is None and year in alerted:
+                    continue  # that year's breach was raised already
+                t = rule.evaluate(found[year].get(key, []), year, since)
+                out.evaluations[rule.id] += 1
+                if t is None:
+                    continue
+                state.active = t.opens
+                state.last_transition_at = t.at
+                if t.opens:
+                    alerted = [*alerted[-2:], year]
+                    state.data = {**state.data, "alerted_years": alerted}
+                await apply_transition(
+                    dcur, rule, _subject(device, "device", key[1]), state, t, actor, None, out
+                )
+                touched[skey] = state
+    async with conn.cursor() as c:
+        await save_states(c, touched)
+
+
+async def _hourly_aggregate(conn: AsyncConnection[Any]) -> bool:
+    cur = await conn.execute("SELECT flavour FROM schema_migrations ORDER BY version LIMIT 1")
+    row = await cur.fetchone()
+    return bool(row and row[0] == "timescaledb")
 
 
 async def objective_exceedances(
     conn: AsyncConnection[Any], rule: AqsObjectiveRule, start: datetime, as_of: datetime
 ) -> dict[tuple[str, str], list[datetime]]:
-    cur = await conn.execute(rule.objective.sql, {"start": start, "as_of": as_of})
+    query = rule.objective.sql(await _hourly_aggregate(conn))
+    cur = await conn.execute(query.encode(), {"start": start, "as_of": as_of})
     found: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for council_id, device_id, period_start in await cur.fetchall():
         found[(council_id, device_id)].append(period_start)
     return found
 
 
+# -- escalation ------------------------------------------------------------------------------
+
+_DUE = """a.last_notified_at + make_interval(
+              secs => CASE WHEN a.escalations = 0 THEN r.after_s ELSE r.repeat_s END)"""
+_ESCALATING = """
+    FROM alerts a
+    JOIN unnest(%(ids)s::text[], %(after)s::float8[], %(repeat)s::float8[], %(max)s::int[])
+         AS r(rule_id, after_s, repeat_s, max_renotify) USING (rule_id)
+    WHERE a.state = 'open'
+      AND (a.escalations = 0 OR (r.repeat_s IS NOT NULL AND a.escalations <= r.max_renotify))"""
+
+
 async def escalation_sweep(
     conn: AsyncConnection[Any], ruleset: RuleSet, actor: str, out: Outcome
 ) -> datetime | None:
-    """Escalate, then re-notify, open alerts nobody acknowledged in their rule's time."""
+    """Escalate, then re-notify, open alerts nobody acknowledged in their rule's time. Only
+    the alerts that are due are locked."""
     rules = {r.id: r for r in ruleset.rules if r.escalation is not None and r.enabled}
     if not rules:
         return None
+    esc = {rid: r.escalation for rid, r in rules.items() if r.escalation is not None}
+    params: dict[str, Any] = {
+        "ids": list(esc),
+        "after": [e.after.total_seconds() for e in esc.values()],
+        "repeat": [e.repeat.total_seconds() if e.repeat else None for e in esc.values()],
+        "max": [e.max_renotify for e in esc.values()],
+    }
     async with conn.transaction():
         if not await _try_lock(conn, _ESCALATION_LOCK):
             return None
         now = await db_now(conn)
         cur = await conn.execute(
-            """SELECT alert_id, rule_id, escalations, last_notified_at FROM alerts
-               WHERE state = 'open' AND rule_id = ANY(%s)
-               ORDER BY alert_id FOR UPDATE SKIP LOCKED""",
-            (list(rules),),
+            f"""SELECT a.alert_id, a.rule_id, a.escalations {_ESCALATING} AND {_DUE} <= %(now)s
+                ORDER BY a.alert_id FOR UPDATE OF a SKIP LOCKED""",
+            {**params, "now": now},
         )
-        next_due: datetime | None = None
         async with conn.cursor(row_factory=dict_row) as dcur:
-            for alert_id, rule_id, escalations, last_notified in await cur.fetchall():
-                esc = rules[rule_id].escalation
-                assert esc is not None
-                wait: timedelta | None = esc.after if escalations == 0 else esc.repeat
-                if wait is None or escalations > esc.max_renotify:
+            for alert_id, rule_id, escalations in await cur.fetchall():
+                first = escalations == 0
+                if await alerts.escalate_alert(dcur, alert_id, actor, esc[rule_id].severity, first):
+                    out.escalated[rule_id] += 1
+        cur = await conn.execute(f"SELECT min({_DUE}) {_ESCALATING}", params)
+        row = await cur.fetchone()
+    return row[0] if row and row[0] else None
+
+
+# -- reconciliation --------------------------------------------------------------------------
+
+
+async def reconcile_sweep(
+    conn: AsyncConnection[Any], ruleset: RuleSet, actor: str, out: Outcome
+) -> datetime | None:
+    """Resolve alerts of rules that were removed or disabled, or that no longer select their
+    device (a tag removed, a device re-registered as another model): otherwise nothing would
+    ever clear them. Silence rules reconcile their own subjects."""
+    enabled = {r.id: r for r in ruleset.rules if r.enabled}
+    async with conn.transaction():
+        if not await _try_lock(conn, _RECONCILE_LOCK):
+            return None
+        now = await db_now(conn)
+        async with conn.cursor() as c:
+            await c.execute("SELECT DISTINCT rule_id FROM rule_state WHERE active")
+            rule_ids = [r[0] for r in await c.fetchall()]
+            active = await load_active_states(c, rule_ids)
+            devices = await load_devices(c, {(k[1], k[3]) for k in active if k[2] == "device"})
+        touched: dict[StateKey, SubjectState] = {}
+        async with conn.cursor(row_factory=dict_row) as dcur:
+            for key, state in active.items():
+                rule = enabled.get(key[0])
+                why = None
+                if rule is None:
+                    why = "rule removed or disabled"
+                elif isinstance(rule, SilenceRule):
                     continue
-                due = last_notified + wait
-                if due <= now:
-                    if await alerts.escalate_alert(
-                        dcur, alert_id, actor, esc.severity, first=escalations == 0
-                    ):
-                        out.escalated[rule_id] += 1
-                    due = now + (esc.repeat or timedelta(days=365))
-                next_due = due if next_due is None else min(next_due, due)
-    return next_due
+                elif key[2] == "device":
+                    device = devices.get((key[1], key[3]))
+                    if device is None or not rule.applies_to(device):
+                        why = "device not registered or no longer selected"
+                if why is not None:
+                    stand_in = rule or _Removed(key[0])
+                    await _resolve_unwatched(dcur, stand_in, key, state, now, why, actor, out)
+                    touched[key] = state
+        async with conn.cursor() as c:
+            await save_states(c, touched)
+    return None
+
+
+@dataclass(frozen=True)
+class _Removed:
+    """A rule that is no longer loaded, for resolving what it left open."""
+
+    id: str

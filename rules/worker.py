@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from ingest.heartbeat import HEARTBEAT_GAP_S
 from ingest.store import is_transient
 from ingest.writer import RULES_CHANNEL
 from placewatch.health import HealthServer
@@ -31,9 +32,21 @@ from placewatch.settings import Settings
 from rules import metrics
 from rules.loader import RuleLoadError, RuleSet, default_rules_dir, load_rules
 from rules.stream import Outcome, claim, evaluate_claims
-from rules.sweeps import db_now, escalation_sweep, objective_sweep, silence_sweep
+from rules.sweeps import (
+    SilenceGate,
+    db_now,
+    escalation_sweep,
+    inbox_backlog,
+    objective_sweep,
+    reconcile_sweep,
+    silence_sweep,
+)
 
 log = logging.getLogger(__name__)
+
+_IDLE_IN_TX_MS = 60_000
+# An ingest not heard of for this long is taken as retired (it no longer holds silence back).
+_FORGET_INGEST_S = 3600.0
 
 
 def rule_paths(settings: Settings) -> list[Path]:
@@ -52,11 +65,11 @@ class RulesWorker:
         self.ruleset = ruleset
         self.actor = f"rules:{socket.gethostname()}:{os.getpid()}"
         self.stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # new readings (NOTIFY), a reload, a stop
+        self._sweep_wake = asyncio.Event()  # a reload, a stop
         self._objective_runs: dict[str, datetime] = {}
         self._sweep_due: dict[str, datetime] = {}
-        self._db_ok = False
-        self._backoff = 0.5
+        self._ok = {"stream": False, "sweeps": False}
         metrics.RULES_LOADED.set(len(ruleset.rules))
 
     def reload(self) -> None:
@@ -72,13 +85,16 @@ class RulesWorker:
         self._sweep_due.clear()
         log.info("reloaded %d rules from %s", len(self.ruleset.rules), self.ruleset.sources)
         self._wake.set()
+        self._sweep_wake.set()
 
     def request_stop(self) -> None:
         self.stopping.set()
         self._wake.set()
+        self._sweep_wake.set()
 
     def readiness(self) -> tuple[bool, str]:
-        return (True, "ok") if self._db_ok else (False, "database not reachable")
+        down = [name for name, ok in self._ok.items() if not ok]
+        return (True, "ok") if not down else (False, "database not reachable: " + ", ".join(down))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -90,48 +106,79 @@ class RulesWorker:
         health.start()
         log.info("rules worker %s: %d rules", self.actor, len(self.ruleset.rules))
         try:
-            while not self.stopping.is_set():
-                try:
-                    await self._serve()
-                except (psycopg.Error, OSError) as exc:
-                    if isinstance(exc, psycopg.Error) and not is_transient(exc):
-                        raise
-                    self._db_ok = False
-                    metrics.DB_ERRORS.inc()
-                    wait = self._backoff
-                    log.warning("database error (%s); retrying in %.1fs", exc, wait)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), wait)
-                    self._backoff = min(wait * 2, s.ingest_retry_max_s) * random.uniform(0.8, 1.2)
+            # Two loops on their own connections: a steady stream of readings never holds the
+            # timers back, and a slow sweep never holds the readings back.
+            await asyncio.gather(
+                self._supervise("stream", self._stream_loop),
+                self._supervise("sweeps", self._sweep_loop),
+            )
         finally:
             health.stop()
         log.info("rules worker stopped")
 
-    async def _serve(self) -> None:
-        url = self.settings.database_url
-        async with (
-            await AsyncConnection.connect(url, autocommit=True) as listener,
-            await AsyncConnection.connect(url, autocommit=True) as conn,
-        ):
+    async def _connect(self) -> AsyncConnection[Any]:
+        return await AsyncConnection.connect(
+            self.settings.database_url,
+            autocommit=True,
+            application_name="placewatch-rules",
+            # A worker that hangs (paused, partitioned) must not hold its device locks for ever.
+            options=f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
+            keepalives=1,
+            keepalives_idle=30,
+        )
+
+    async def _supervise(
+        self, name: str, body: Callable[[AsyncConnection[Any]], Awaitable[None]]
+    ) -> None:
+        """Run ``body`` on a fresh connection until a stop, reconnecting with backoff. Anything
+        it raises rolls its transaction back (nothing is lost) and is retried: a worker that
+        exits would stop every rule."""
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                async with await self._connect() as conn:
+                    self._ok[name] = True
+                    backoff = 0.5
+                    await body(conn)
+            except Exception as exc:
+                self._ok[name] = False
+                if isinstance(exc, psycopg.Error | OSError) and (
+                    not isinstance(exc, psycopg.Error) or is_transient(exc)
+                ):
+                    metrics.DB_ERRORS.inc()
+                    log.warning("%s: database error (%s); retrying in %.1fs", name, exc, backoff)
+                else:
+                    metrics.ERRORS.labels(f"({name})").inc()
+                    log.exception("%s: unexpected error; retrying in %.1fs", name, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff)
+                backoff = min(backoff * 2, self.settings.ingest_retry_max_s)
+                backoff *= random.uniform(0.8, 1.2)
+
+    async def _stream_loop(self, conn: AsyncConnection[Any]) -> None:
+        async with await self._connect() as listener:
             await listener.execute(f"LISTEN {RULES_CHANNEL}")
             listen = asyncio.create_task(self._listen(listener))
-            self._db_ok = True
-            self._backoff = 0.5
             try:
                 while not self.stopping.is_set():
                     self._wake.clear()
                     await self.drain(conn)
-                    next_due = await self.sweep(conn)
-                    wait = (next_due - await db_now(conn)).total_seconds()
-                    timeout = max(0.0, min(self.settings.rules_poll_s, wait))
                     if listen.done():
                         listen.result()  # the listener failed: raise its error
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                        await asyncio.wait_for(self._wake.wait(), self.settings.rules_poll_s)
             finally:
                 listen.cancel()
                 with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
                     await listen
+
+    async def _sweep_loop(self, conn: AsyncConnection[Any]) -> None:
+        while not self.stopping.is_set():
+            self._sweep_wake.clear()
+            next_due = await self.sweep(conn)
+            wait = max(0.0, (next_due - await db_now(conn)).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_wake.wait(), wait)
 
     async def _listen(self, listener: AsyncConnection[Any]) -> None:
         async for _ in listener.notifies():
@@ -155,8 +202,6 @@ class RulesWorker:
             total += out.readings
             if out.claimed_rows == 0:
                 break
-        row = await (await conn.execute("SELECT count(*) FROM rule_inbox")).fetchone()
-        metrics.INBOX.set(row[0] if row else 0)
         return total
 
     async def sweep(self, conn: AsyncConnection[Any]) -> datetime:
@@ -165,21 +210,32 @@ class RulesWorker:
         at least every ``rules_sweep_max_s`` (devices heard again, reloaded rules)."""
         now = await db_now(conn)
         every = timedelta(seconds=self.settings.rules_sweep_max_s)
+        gate = SilenceGate(
+            stale_s=HEARTBEAT_GAP_S,
+            grace_s=self.settings.rules_silence_grace_s,
+            forget_s=_FORGET_INGEST_S,
+        )
         out = Outcome()
         sweeps: dict[str, Callable[[], Awaitable[datetime | None]]] = {
-            "silence": lambda: silence_sweep(conn, self.ruleset, self.actor, out),
+            "silence": lambda: silence_sweep(conn, self.ruleset, self.actor, out, gate),
             "objectives": lambda: objective_sweep(
                 conn, self.ruleset, self.actor, out, self._objective_runs
             ),
             "escalation": lambda: escalation_sweep(conn, self.ruleset, self.actor, out),
+            "reconcile": lambda: reconcile_sweep(conn, self.ruleset, self.actor, out),
         }
         for name, run_sweep in sweeps.items():
+            if self.stopping.is_set():
+                break
             if now < self._sweep_due.get(name, now):
                 continue
             due = await run_sweep()
-            self._sweep_due[name] = min(due, now + every) if due is not None else now + every
+            # A sweep that did not run (another worker held it) or has nothing due: try again
+            # in `every`, never in the past (that would spin).
+            self._sweep_due[name] = max(min(due, now + every), now) if due else now + every
         metrics.count(out, None)
-        return min(self._sweep_due.values())
+        metrics.INBOX.set(await inbox_backlog(conn))
+        return min(self._sweep_due.values(), default=now + every)
 
 
 def run(settings: Settings) -> None:

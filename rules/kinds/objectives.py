@@ -2,10 +2,11 @@
 this calendar year and alerts when the count reaches ``warn_at`` (default: one more than the
 objective allows, i.e. the objective is breached for the year).
 
-Objectives (Air Quality Standards Regulations 2010, Schedule 2): NO2 200 µg/m³ as a 1-hour mean,
-not to be exceeded more than 18 times a calendar year; PM10 50 µg/m³ as a (fixed, calendar-day)
-24-hour mean, not more than 35 times. Hourly means come from ``air_quality_hourly`` (a continuous
-aggregate on TimescaleDB); a day counts when at least 18 of its hours have data (75 % capture).
+Limit values (Air Quality Standards Regulations 2010; see docs/rules.md): NO2 200 µg/m³ as a
+1-hour mean, not to be exceeded more than 18 times a calendar year; PM10 50 µg/m³ as a (fixed,
+calendar-day) 24-hour mean, not more than 35 times. Hourly means come from
+``air_quality_hourly`` (a continuous aggregate) on TimescaleDB and from the raw table on
+PostgreSQL; a day counts when at least 18 of its hours have data (75 % capture).
 """
 
 from __future__ import annotations
@@ -25,42 +26,49 @@ from rules.units import clock
 @dataclass(frozen=True)
 class Objective:
     name: str
+    column: str
     limit_ugm3: float
     period: timedelta
     period_name: str
     allowed: int
-    sql: str  # (council_id, device_id, period start) of each exceedance in [start, as_of)
+
+    def sql(self, hourly_aggregate: bool) -> str:
+        """(council_id, device_id, period start) of each exceedance completed in [start, as_of).
+
+        From the hourly continuous aggregate on TimescaleDB; from the raw table, filtered on
+        time before bucketing, on plain PostgreSQL (the hourly view there would aggregate the
+        whole history before filtering)."""
+        col = self.column
+        if hourly_aggregate:
+            hours = f"""SELECT council_id, device_id, bucket AS hour, {col}_avg AS mean
+                        FROM air_quality_hourly
+                        WHERE bucket >= %(start)s AND bucket < %(as_of)s
+                          AND {col}_avg IS NOT NULL"""
+        else:
+            hours = f"""SELECT council_id, device_id,
+                               date_bin('1 hour', time, '2000-01-01 00:00+00') AS hour,
+                               avg({col}) AS mean
+                        FROM air_quality
+                        WHERE time >= %(start)s AND time < %(as_of)s AND {col} IS NOT NULL
+                        GROUP BY 1, 2, 3"""
+        if self.period == timedelta(hours=1):
+            return f"""SELECT council_id, device_id, hour FROM ({hours}) h
+                       WHERE mean > {self.limit_ugm3} AND hour + interval '1 hour' <= %(as_of)s
+                       ORDER BY 1, 2, 3"""
+        # Fixed calendar-day means of the hourly means, valid with 18 of 24 hours (75 %).
+        return f"""SELECT council_id, device_id, day FROM (
+                       SELECT council_id, device_id,
+                              date_bin('1 day', hour, '2000-01-01 00:00+00') AS day,
+                              avg(mean) AS mean, count(*) AS hours
+                       FROM ({hours}) h GROUP BY 1, 2, 3) d
+                   WHERE hours >= 18 AND mean > {self.limit_ugm3}
+                     AND day + interval '1 day' <= %(as_of)s
+                   ORDER BY 1, 2, 3"""
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "no2": Objective(
-        "NO2",
-        200,
-        timedelta(hours=1),
-        "hourly mean",
-        18,
-        """SELECT council_id, device_id, bucket
-           FROM air_quality_hourly
-           WHERE bucket >= %(start)s AND bucket + interval '1 hour' <= %(as_of)s
-             AND no2_ugm3_avg > 200
-           ORDER BY 1, 2, 3""",
-    ),
-    "pm10": Objective(
-        "PM10",
-        50,
-        timedelta(days=1),
-        "daily mean",
-        35,
-        """SELECT council_id, device_id, day
-           FROM (SELECT council_id, device_id,
-                        date_bin('1 day', bucket, '2000-01-01 00:00+00') AS day,
-                        avg(pm10_ugm3_avg) AS mean, count(pm10_ugm3_avg) AS hours
-                 FROM air_quality_hourly
-                 WHERE bucket >= %(start)s AND bucket < %(as_of)s
-                 GROUP BY 1, 2, 3) d
-           WHERE hours >= 18 AND mean > 50 AND day + interval '1 day' <= %(as_of)s
-           ORDER BY 1, 2, 3""",
-    ),
+    "no2": Objective("NO2", "no2_ugm3", 200, timedelta(hours=1), "hourly mean", 18),
+    "pm10": Objective("PM10", "pm10_ugm3", 50, timedelta(days=1), "daily mean", 35),
 }
 
 

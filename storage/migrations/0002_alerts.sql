@@ -20,6 +20,18 @@ CREATE TABLE rule_inbox (
     -- commit's own duration. Evaluation lag and alert latency are measured from it.
     enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Claims take every row of the devices they lock.
+CREATE INDEX rule_inbox_device ON rule_inbox (council_id, device_id);
+
+-- Each ingest process says every few seconds that it is connected, subscribed, writing and not
+-- saturated. Silence rules hold back while any ingest is not (and for a grace period after it
+-- recovers): when the pipeline stalls every device looks silent, and that is one outage, not an
+-- alert per device.
+CREATE TABLE ingest_heartbeats (
+    client_id     text PRIMARY KEY,
+    healthy_since timestamptz NOT NULL,
+    seen_at       timestamptz NOT NULL
+);
 
 -- What each rule remembers about each subject between evaluations. `active` is the rule's view
 -- of its condition (hysteresis), independent of what people did to the alert.

@@ -52,7 +52,7 @@ def test_silence_detected_within_5_percent_and_survives_a_restart(rig: RulesRig)
         """
     )
     rig.ingest()
-    worker = rig.worker()
+    worker = rig.worker(rules_silence_grace_s="0")
     # Everyone reports once; then only aq-0 and resident a's door sensor keep reporting.
     rig.publish(rig.reading("air_quality", f"aq-{i}", time=_now(), no2_ugm3=20) for i in range(3))
     rig.publish(
@@ -117,6 +117,38 @@ def test_silence_detected_within_5_percent_and_survives_a_restart(rig: RulesRig)
     assert "no longer watched" in rig.scalar(
         "SELECT resolution->>'summary' FROM alerts WHERE subject_id = 'aq-2'"
     )
+
+
+def test_silence_is_held_back_while_ingest_is_down(rig: RulesRig) -> None:
+    """A stalled pipeline makes every device look silent: no alert storm, and the devices that
+    are really silent are still found once ingest is back."""
+    rig.register([DeviceSpec("", f"aq-{i}", Kind.AIR_QUALITY) for i in range(2)])
+    rig.write_rules(
+        """
+        rules:
+          - id: silent
+            kind: silence
+            after: 20s
+        """
+    )
+    ingest = rig.ingest()
+    worker = rig.worker(rules_silence_grace_s="3")
+    rig.publish(rig.reading("air_quality", f"aq-{i}", time=_now(), no2_ugm3=20) for i in range(2))
+    wait_until(lambda: rig.scalar("SELECT count(last_seen) FROM devices") == 2, 10, "storage")
+    heard = time.monotonic()
+    ingest.kill()
+    time.sleep(max(0.0, heard + 25 - time.monotonic()))  # past both deadlines
+    assert rig.scalar("SELECT count(*) FROM alerts") == 0
+    assert worker.metric("placewatch_rules_silence_held") == 1
+    ingest.start()
+    rig.publish([rig.reading("air_quality", "aq-0", time=_now(), no2_ugm3=20)])
+    wait_until(lambda: rig.scalar("SELECT count(*) FROM alerts") == 1, 20, "aq-1's alert")
+    alert = rig.alerts()[0]
+    assert alert["subject_id"] == "aq-1"
+    # Dated at its deadline, when it really went silent, though found only after recovery.
+    last_seen = rig.scalar("SELECT last_seen FROM devices WHERE device_id = 'aq-1'")
+    assert alert["opened_at"] == last_seen + timedelta(seconds=20)
+    assert worker.metric("placewatch_rules_silence_held") == 0
 
 
 def test_unacknowledged_alert_escalates_then_stops_once_acknowledged(rig: RulesRig) -> None:
@@ -232,3 +264,56 @@ def test_sighup_reloads_rules_and_keeps_them_when_the_file_is_bad(rig: RulesRig)
     assert worker.alive()
     assert "rules.yaml:13" in worker.log_tail() and "not reloaded" in worker.log_tail()
     assert worker.metric("placewatch_rules_loaded") == 2
+
+
+def test_alerts_of_rules_that_no_longer_watch_their_device_are_resolved(rig: RulesRig) -> None:
+    rig.register(
+        [
+            DeviceSpec("", "gauge-1", Kind.FLOOD_LEVEL, tags=("wandle",)),
+            DeviceSpec("", "gauge-2", Kind.FLOOD_LEVEL),
+        ]
+    )
+    path = rig.write_rules(
+        """
+        rules:
+          - id: wandle-high
+            kind: threshold
+            select: {tag: wandle}
+            field: level_m
+            above: 1.0
+          - id: any-high
+            kind: threshold
+            field: level_m
+            above: 1.0
+        """
+    )
+    rig.ingest()
+    worker = rig.worker()
+    rig.publish(rig.reading("flood_level", f"gauge-{i}", time=_now(), level_m=1.5) for i in (1, 2))
+    wait_until(lambda: rig.scalar("SELECT count(*) FROM alerts") == 3, 15, "three alerts")
+    # The tag comes off gauge-1: wandle-high no longer watches it.
+    with psycopg.connect(rig.database_url) as conn:
+        conn.execute("UPDATE devices SET tags = '{}' WHERE device_id = 'gauge-1'")
+    wait_until(
+        lambda: rig.scalar("SELECT state FROM alerts WHERE rule_id = 'wandle-high'") == "resolved",
+        15,
+        "wandle-high's alert to be resolved",
+    )
+    # any-high is taken out of the rule file and the file reloaded: its alerts are resolved.
+    path.write_text(path.read_text().split("  - id: any-high")[0])
+    worker.signal(signal.SIGHUP)
+    wait_until(
+        lambda: rig.scalar("SELECT count(*) FROM alerts WHERE state <> 'resolved'") == 0,
+        15,
+        "any-high's alerts to be resolved",
+    )
+    reasons = {
+        r["rule_id"]: r["reason"]
+        for r in rig.query(
+            "SELECT rule_id, resolution->'observed'->>'reason' AS reason FROM alerts"
+        )
+    }
+    assert reasons == {
+        "wandle-high": "device not registered or no longer selected",
+        "any-high": "rule removed or disabled",
+    }
