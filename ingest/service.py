@@ -145,6 +145,7 @@ class IngestService:
             consumer is not None
             and consumer.subscribed.is_set()
             and consumer.held < self.settings.ingest_receive_maximum / 2
+            and consumer.held_bytes < self.settings.ingest_max_held_mib * 2**20 / 2
         )
         if healthy:
             await beat(conn, self.settings.ingest_client_id)

@@ -63,9 +63,13 @@ class Settings(BaseSettings):
     rules_batch: int = Field(default=100, ge=1)
     # Longest sleep between looks at the inbox and the timers (a NOTIFY wakes a worker at once).
     rules_poll_s: float = Field(default=1.0, gt=0)
-    # Timer sweeps (silence, objectives, escalation) run at their own deadlines and at least this
-    # often: how soon a silent device heard again is cleared, say.
+    # Timer sweeps (silence, objectives, escalation, reconciliation) run at their own deadlines
+    # and at least this often: how soon a silent device heard again is cleared, say.
     rules_sweep_max_s: float = Field(default=5.0, gt=0)
+    # Alerts of a removed rule, or of one that no longer selects its device, are resolved once
+    # no worker has evaluated them for this long (so that workers still on the old rule files
+    # during a rolling reload do not fight the ones on the new).
+    rules_reconcile_after_s: float = Field(default=600.0, ge=0)
     # After ingest recovers (restart, database or broker back, backlog drained) silence alerts
     # wait this long, so that devices whose backlog is still being read are not called silent.
     rules_silence_grace_s: float = Field(default=120.0, ge=0)

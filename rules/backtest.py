@@ -152,11 +152,13 @@ def _silence(
         for d in devices:
             subject = rule.subject_of(d)
             limit = rule.limit_s(d)
-            if not rule.applies_to(d) or subject is None or limit is None:
+            device_times = received.get((d.council_id, d.device_id))
+            # As live, where a device never heard is not watched.
+            if not rule.applies_to(d) or subject is None or limit is None or not device_times:
                 continue
             gkey = (d.council_id, *subject)
             times, lim = groups.get(gkey, ([], 0.0))
-            groups[gkey] = (times + received.get((d.council_id, d.device_id), []), max(lim, limit))
+            groups[gkey] = (times + device_times, max(lim, limit))
         for (council_id, stype, sid), (times, limit) in groups.items():
             spans: list[tuple[float, float | None]] = list(gaps(times, limit))
             if times and max(times) + limit <= end.timestamp():
@@ -164,8 +166,9 @@ def _silence(
             for silent_from, heard in spans:
                 if not start.timestamp() <= silent_from <= end.timestamp():
                     continue
+                what = "device" if stype == "device" else f"{stype}'s devices"
                 summary = (
-                    f"{stype} not heard since {clock(silent_from - limit)}: silent for "
+                    f"{what} not heard since {clock(silent_from - limit)}: silent for "
                     f"{format_duration(limit)}"
                 )
                 resolved = _at(heard) if heard is not None else None
@@ -187,7 +190,7 @@ async def _objective(
     for d in devices:
         if not rule.applies_to(d):
             continue
-        t = rule.evaluate(found.get((d.council_id, d.device_id), []), end.year, None)
+        t = rule.evaluate(found.get((d.council_id, d.device_id), []), end.year)
         if t is not None and t.opens and start.timestamp() <= t.at <= end.timestamp():
             out.append(
                 Fired(rule.id, d.council_id, "device", d.device_id, _at(t.at), None, t.summary)

@@ -26,7 +26,9 @@ LAG_SECONDS = Histogram(
     "From the reading's commit to the commit of its evaluation",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-INBOX = Gauge("placewatch_rules_inbox_rows", "Inbox rows waiting at the last claim (approximate)")
+INBOX = Gauge(
+    "placewatch_rules_inbox_rows", "Inbox rows waiting for evaluation (counted up to 1,000,000)"
+)
 SILENCE_HELD = Gauge(
     "placewatch_rules_silence_held",
     "1 while silence alerts are held back because ingest is not (or only just) healthy",

@@ -85,14 +85,16 @@ async def load_states(
 
 
 async def load_active_states(
-    cur: AsyncCursor[Any], rule_ids: Sequence[str]
+    cur: AsyncCursor[Any], rule_ids: Sequence[str], untouched_since: datetime | None = None
 ) -> dict[StateKey, SubjectState]:
-    """Every subject whose condition is active for the given rules."""
+    """Every subject whose condition is active for the given rules (and, if given, whose
+    state was last written before ``untouched_since``)."""
     await cur.execute(
         """SELECT rule_id, council_id, subject_type, subject_id, active, alert_id,
                   last_transition_at, evaluated_until, data
-           FROM rule_state WHERE rule_id = ANY(%s) AND active""",
-        (list(rule_ids),),
+           FROM rule_state
+           WHERE rule_id = ANY(%s) AND active AND (%s::timestamptz IS NULL OR updated_at < %s)""",
+        (list(rule_ids), untouched_since, untouched_since),
     )
     return {(r[0], r[1], r[2], r[3]): _state(r) for r in await cur.fetchall()}
 

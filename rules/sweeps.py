@@ -165,11 +165,11 @@ async def silence_sweep(
     if not rules:
         return None
     async with conn.transaction():
-        if not await _try_lock(conn, _SILENCE_LOCK):
-            return None
         now = await db_now(conn)
         may_open, why = await gate.check(conn, now)
-        metrics.SILENCE_HELD.set(0 if may_open else 1)
+        metrics.SILENCE_HELD.set(0 if may_open else 1)  # every worker says so, sweeping or not
+        if not await _try_lock(conn, _SILENCE_LOCK):
+            return None
         cur = await conn.execute(
             f"SELECT {_DEVICE_COLUMNS}, last_seen FROM devices WHERE last_seen IS NOT NULL"
         )
@@ -229,16 +229,28 @@ async def objective_sweep(
         return None
     async with conn.transaction():
         now = await db_now(conn)
-        due = [r for r in rules if r.id not in last_run or now >= last_run[r.id] + r.every]
-        if due and await _try_lock(conn, _OBJECTIVE_LOCK):
+        if await _try_lock(conn, _OBJECTIVE_LOCK):
+            # Last runs are kept in the database, so N workers count once per period between
+            # them, and a restart does not count again at once.
             cur = await conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE kind = 'air_quality'"
+                "SELECT rule_id, last_run_at FROM rule_timers WHERE rule_id = ANY(%s)",
+                ([r.id for r in rules],),
             )
-            stations = [device_view(r) for r in await cur.fetchall()]
+            last_run.update({str(rid): at for rid, at in await cur.fetchall()})
+            due = [r for r in rules if r.id not in last_run or now >= last_run[r.id] + r.every]
+            if due:
+                cur = await conn.execute(
+                    f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE kind = 'air_quality'"
+                )
+                stations = [device_view(r) for r in await cur.fetchall()]
             for rule in due:
                 await _objective(conn, rule, stations, now, actor, out)
+                await conn.execute(
+                    """INSERT INTO rule_timers (rule_id, last_run_at) VALUES (%s, %s)
+                       ON CONFLICT (rule_id) DO UPDATE SET last_run_at = excluded.last_run_at""",
+                    (rule.id, now),
+                )
                 last_run[rule.id] = now
-    # Rules another worker is counting now wait for their own period here too.
     return min(last_run.get(r.id, now) + r.every for r in rules)
 
 
@@ -270,27 +282,34 @@ async def _objective(
         for key, device in applicable.items():
             skey = (rule.id, key[0], "device", key[1])
             state = states.get(skey) or SubjectState()
+            subject = _subject(device, "device", key[1])
             alerted: list[int] = list(state.data.get("alerted_years", []))
             for year in years:
-                since = (
-                    datetime.fromtimestamp(state.last_transition_at, UTC).year
-                    if state.active and state.last_transition_at is not None
-                    else None
-                )
-                if since is None and year in alerted:
-                    continue  # that year's breach was raised already
-                t = rule.evaluate(found[year].get(key, []), year, since)
+                alert_year = state.data.get("year") if state.active else None
+                if isinstance(alert_year, int) and alert_year < year:
+                    over = rule.year_over(year)
+                    await apply_transition(
+                        dcur,
+                        rule,
+                        _subject(device, "device", key[1]),
+                        state,
+                        over,
+                        actor,
+                        None,
+                        out,
+                    )
+                    state.active, state.last_transition_at = False, over.at
+                    touched[skey] = state
                 out.evaluations[rule.id] += 1
-                if t is None:
+                if state.active or year in alerted:
+                    continue  # this year's alert is open, or was raised already
+                opened = rule.evaluate(found[year].get(key, []), year)
+                if opened is None:
                     continue
-                state.active = t.opens
-                state.last_transition_at = t.at
-                if t.opens:
-                    alerted = [*alerted[-2:], year]
-                    state.data = {**state.data, "alerted_years": alerted}
-                await apply_transition(
-                    dcur, rule, _subject(device, "device", key[1]), state, t, actor, None, out
-                )
+                state.active, state.last_transition_at = True, opened.at
+                alerted = [*alerted[-2:], year]
+                state.data = {**state.data, "alerted_years": alerted, "year": year}
+                await apply_transition(dcur, rule, subject, state, opened, actor, None, out)
                 touched[skey] = state
     async with conn.cursor() as c:
         await save_states(c, touched)
@@ -363,11 +382,17 @@ async def escalation_sweep(
 
 
 async def reconcile_sweep(
-    conn: AsyncConnection[Any], ruleset: RuleSet, actor: str, out: Outcome
+    conn: AsyncConnection[Any],
+    ruleset: RuleSet,
+    actor: str,
+    out: Outcome,
+    untouched_for: timedelta,
 ) -> datetime | None:
     """Resolve alerts of rules that were removed or disabled, or that no longer select their
     device (a tag removed, a device re-registered as another model): otherwise nothing would
-    ever clear them. Silence rules reconcile their own subjects."""
+    ever clear them. Only states no worker has touched for ``untouched_for`` are considered,
+    so a worker that has not reloaded yet does not resolve what reloaded ones just opened.
+    Silence rules reconcile their own subjects."""
     enabled = {r.id: r for r in ruleset.rules if r.enabled}
     async with conn.transaction():
         if not await _try_lock(conn, _RECONCILE_LOCK):
@@ -376,7 +401,7 @@ async def reconcile_sweep(
         async with conn.cursor() as c:
             await c.execute("SELECT DISTINCT rule_id FROM rule_state WHERE active")
             rule_ids = [r[0] for r in await c.fetchall()]
-            active = await load_active_states(c, rule_ids)
+            active = await load_active_states(c, rule_ids, untouched_since=now - untouched_for)
             devices = await load_devices(c, {(k[1], k[3]) for k in active if k[2] == "device"})
         touched: dict[StateKey, SubjectState] = {}
         async with conn.cursor(row_factory=dict_row) as dcur:

@@ -1,10 +1,11 @@
 """``placewatch rules run``: the rules worker. Safe to run as N replicas.
 
-Loop: claim inbox rows and evaluate them until the inbox is empty (one transaction per claim),
-run the scheduled sweeps that are due, then sleep until a NOTIFY from ingest, the next sweep
-deadline or the poll interval, whichever comes first. SIGHUP reloads the rule files (a file
-with errors is reported and the rules in force are kept); SIGTERM finishes the transaction in
-hand and exits.
+Two loops, each on its own connection. The stream loop claims devices with new readings and
+evaluates them until the inbox is empty (one transaction per claim), then sleeps until a NOTIFY
+from ingest or the poll interval. The sweep loop runs the timer-driven sweeps (silence,
+objectives, escalation, reconciliation), each at its own deadline. SIGHUP reloads the rule
+files (a file with errors is reported and the rules in force are kept); SIGTERM finishes the
+transactions in hand and exits.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from rules.sweeps import (
 log = logging.getLogger(__name__)
 
 _IDLE_IN_TX_MS = 60_000
+_SWEEP_GAP = timedelta(milliseconds=100)
 # An ingest not heard of for this long is taken as retired (it no longer holds silence back).
 _FORGET_INGEST_S = 3600.0
 
@@ -215,25 +217,28 @@ class RulesWorker:
             grace_s=self.settings.rules_silence_grace_s,
             forget_s=_FORGET_INGEST_S,
         )
-        out = Outcome()
-        sweeps: dict[str, Callable[[], Awaitable[datetime | None]]] = {
-            "silence": lambda: silence_sweep(conn, self.ruleset, self.actor, out, gate),
-            "objectives": lambda: objective_sweep(
-                conn, self.ruleset, self.actor, out, self._objective_runs
+        untouched = timedelta(seconds=self.settings.rules_reconcile_after_s)
+        rules, actor = self.ruleset, self.actor
+        sweeps: dict[str, Callable[[Outcome], Awaitable[datetime | None]]] = {
+            "silence": lambda out: silence_sweep(conn, rules, actor, out, gate),
+            "objectives": lambda out: objective_sweep(
+                conn, rules, actor, out, self._objective_runs
             ),
-            "escalation": lambda: escalation_sweep(conn, self.ruleset, self.actor, out),
-            "reconcile": lambda: reconcile_sweep(conn, self.ruleset, self.actor, out),
+            "escalation": lambda out: escalation_sweep(conn, rules, actor, out),
+            "reconcile": lambda out: reconcile_sweep(conn, rules, actor, out, untouched),
         }
         for name, run_sweep in sweeps.items():
             if self.stopping.is_set():
                 break
             if now < self._sweep_due.get(name, now):
                 continue
-            due = await run_sweep()
-            # A sweep that did not run (another worker held it) or has nothing due: try again
-            # in `every`, never in the past (that would spin).
-            self._sweep_due[name] = max(min(due, now + every), now) if due else now + every
-        metrics.count(out, None)
+            out = Outcome()
+            due = await run_sweep(out)
+            metrics.count(out, None)  # committed
+            # Not sooner than a moment from now (a due item locked by someone else must not
+            # make the loop spin), not later than `every`.
+            soonest = now + _SWEEP_GAP
+            self._sweep_due[name] = max(min(due, now + every), soonest) if due else now + every
         metrics.INBOX.set(await inbox_backlog(conn))
         return min(self._sweep_due.values(), default=now + every)
 

@@ -187,8 +187,9 @@ class DaqiRule(Rule):
         # Held for clear_for: every reading back to one at or before t - clear_for (at most an
         # hour before that) at or below clear_index.
         since = t - self.clear_for.total_seconds()
-        reached = since >= t
-        for j in range(i - 1, series.first_index(since - _CLEAR_GAP.total_seconds()) - 1, -1):
+        reached = self.clear_for <= timedelta(0)
+        first = i if reached else series.first_index(since - _CLEAR_GAP.total_seconds())
+        for j in range(i - 1, first - 1, -1):
             earlier = index_at(series, j, chosen)
             if earlier is not None and earlier.index > clear_index:
                 return None

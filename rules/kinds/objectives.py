@@ -101,16 +101,15 @@ class AqsObjectiveRule(Rule):
     def lookback(self) -> timedelta:
         return timedelta(0)
 
-    def evaluate(
-        self, exceedances: list[datetime], year: int, active_since_year: int | None
-    ) -> Transition | None:
-        """Exceedance period starts of one station in ``year``, sorted; ``active_since_year``
-        is the year the open alert was raised in (None when not active). An alert lasts for
-        its year: counts only restart with a new one (a revised hourly mean does not clear
-        it)."""
-        active = active_since_year is not None
+    def evaluate(self, exceedances: list[datetime], year: int) -> Transition | None:
+        """The alert for ``year`` if the station's exceedances (period starts, sorted) reach
+        ``alert_count``, dated when the period that reached it ended. An alert stands for its
+        year (``rules.sweeps`` closes it when the next one starts): a count revised down
+        later the same year does not clear it."""
         o = self.objective
         n = len(exceedances)
+        if n < self.alert_count:
+            return None
         observed = {
             "pollutant": o.name,
             "limit_ugm3": o.limit_ugm3,
@@ -119,19 +118,18 @@ class AqsObjectiveRule(Rule):
             "exceedances": n,
             "allowed": o.allowed,
             "alert_at": self.alert_count,
-            "latest": exceedances[-1].isoformat() if exceedances else None,
+            "latest": exceedances[-1].isoformat(),
         }
-        if not active and n >= self.alert_count:
-            crossed = exceedances[self.alert_count - 1] + o.period
-            verdict = "objective breached" if n > o.allowed else "approaching the objective"
-            summary = (
-                f"{o.name} {o.period_name} above {o.limit_ugm3:g} µg/m³ {n} times in {year} "
-                f"(allowed {o.allowed}): {verdict}; latest {clock(exceedances[-1].timestamp())}"
-            )
-            return Transition(True, crossed.timestamp(), summary, observed)
-        new_year = active_since_year is not None and active_since_year < year
-        if new_year and n < self.alert_count:
-            summary = f"new year {year}: {n} exceedances of the {o.name} objective so far"
-            at = datetime(year, 1, 1, tzinfo=UTC).timestamp()
-            return Transition(False, at, summary, observed)
-        return None
+        crossed = exceedances[self.alert_count - 1] + o.period
+        verdict = "objective breached" if n > o.allowed else "approaching the objective"
+        summary = (
+            f"{o.name} {o.period_name} above {o.limit_ugm3:g} µg/m³ {n} times in {year} "
+            f"(allowed {o.allowed}): {verdict}; latest {clock(exceedances[-1].timestamp())}"
+        )
+        return Transition(True, crossed.timestamp(), summary, observed)
+
+    def year_over(self, year: int) -> Transition:
+        """Closing an alert of an earlier year when ``year`` starts."""
+        at = datetime(year, 1, 1, tzinfo=UTC).timestamp()
+        summary = f"new year {year}: {self.objective.name} exceedances are counted again"
+        return Transition(False, at, summary, {"year": year})

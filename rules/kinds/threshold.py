@@ -121,6 +121,13 @@ class ThresholdRule(Rule):
     clear_for: Duration = DEFAULT_CLEAR_FOR
     max_gap: Duration = DEFAULT_MAX_GAP
 
+    @field_validator("max_gap")
+    @classmethod
+    def _positive_gap(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("max_gap must be positive")
+        return value
+
     _field = field_validator("field")(measurement_field)
 
     @model_validator(mode="after")

@@ -4,10 +4,10 @@
 ALTER TABLE devices ADD COLUMN tags text[] NOT NULL DEFAULT '{}';
 
 -- One row per (device, committed batch), written by ingest in the same transaction as the
--- readings it describes. Rules workers claim rows with FOR UPDATE SKIP LOCKED and delete them in
--- the transaction that stores the evaluation's outcome, so every committed reading is evaluated
--- exactly once in effect whatever the commit order of concurrent ingest replicas (a sequence
--- watermark would skip a batch that committed after a later-numbered one).
+-- readings it describes. A rules worker takes devices (transaction-scoped try-locks) and deletes
+-- all their rows in the transaction that stores the evaluation's outcome, so every committed
+-- reading is evaluated exactly once in effect whatever the commit order of concurrent ingest
+-- replicas (a sequence watermark would skip a batch that committed after a later-numbered one).
 CREATE TABLE rule_inbox (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     council_id  text NOT NULL,
@@ -47,6 +47,12 @@ CREATE TABLE rule_state (
     data               jsonb NOT NULL DEFAULT '{}'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (council_id, subject_type, subject_id, rule_id)
+);
+
+-- When each timer rule (air-quality objectives) last ran, shared by all workers.
+CREATE TABLE rule_timers (
+    rule_id     text PRIMARY KEY,
+    last_run_at timestamptz NOT NULL
 );
 
 CREATE TABLE alerts (

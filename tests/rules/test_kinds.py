@@ -611,52 +611,41 @@ NO2_HOURS = [datetime(2024, 1, 3, tzinfo=UTC) + timedelta(hours=7 * k) for k in 
 
 def test_aqs_no2_objective_breached_at_the_nineteenth_exceedance() -> None:
     rule = objective(pollutant="no2")
-    assert rule.evaluate(NO2_HOURS[:18], 2024, None) is None
-    t = rule.evaluate(NO2_HOURS[:19], 2024, None)
+    assert rule.evaluate(NO2_HOURS[:18], 2024) is None
+    t = rule.evaluate(NO2_HOURS[:19], 2024)
     assert t is not None and t.opens
     assert t.at == (NO2_HOURS[18] + timedelta(hours=1)).timestamp()  # the 19th hour's end
     assert "objective breached" in t.summary
     assert t.observed["exceedances"] == 19
     assert t.observed["allowed"] == 18
-    # More exceedances later the same year: the open alert stands.
-    assert rule.evaluate(NO2_HOURS, 2024, 2024) is None
     # Opened late (first evaluation after the 25th): still dated at the 19th hour's end.
-    late = rule.evaluate(NO2_HOURS, 2024, None)
+    late = rule.evaluate(NO2_HOURS, 2024)
     assert late is not None and late.at == t.at
 
 
 def test_aqs_warn_at_opens_early() -> None:
     rule = objective(pollutant="no2", warn_at=10)
-    assert rule.evaluate(NO2_HOURS[:9], 2024, None) is None
-    t = rule.evaluate(NO2_HOURS[:10], 2024, None)
+    assert rule.evaluate(NO2_HOURS[:9], 2024) is None
+    t = rule.evaluate(NO2_HOURS[:10], 2024)
     assert t is not None and t.opens
     assert t.at == (NO2_HOURS[9] + timedelta(hours=1)).timestamp()
     assert "approaching the objective" in t.summary
 
 
-def test_aqs_clears_in_a_new_year() -> None:
+def test_aqs_year_over_closes_at_new_year() -> None:
     rule = objective(pollutant="no2")
-    t = rule.evaluate([], 2025, 2024)
-    assert t is not None and not t.opens
+    t = rule.year_over(2025)
+    assert not t.opens
     assert t.at == datetime(2025, 1, 1, tzinfo=UTC).timestamp()
-    assert t.observed["exceedances"] == 0
-    assert rule.evaluate([], 2025, None) is None
-
-
-def test_aqs_same_year_drop_does_not_clear_as_a_new_year() -> None:
-    rule = objective(pollutant="no2")
-    opened = rule.evaluate(NO2_HOURS[:19], 2024, None)
-    assert opened is not None and opened.opens
-    # One hourly mean revised below 200 µg/m³: 18 exceedances left, still in 2024.
-    t = rule.evaluate(NO2_HOURS[:18], 2024, 2024)
-    assert t is None or (not t.opens and t.at >= opened.at and "new year" not in t.summary)
+    assert "new year 2025" in t.summary
+    assert rule.evaluate([], 2025) is None
 
 
 def test_aqs_pm10_daily_objective() -> None:
     rule = objective(pollutant="pm10")
     days = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=3 * k) for k in range(36)]
-    assert rule.evaluate(days[:35], 2024, None) is None
-    t = rule.evaluate(days, 2024, None)
+    assert rule.evaluate(days[:35], 2024) is None
+    t = rule.evaluate(days, 2024)
     assert t is not None and t.opens
     assert t.at == (days[35] + timedelta(days=1)).timestamp()
     with pytest.raises(ValueError, match="every"):

@@ -288,7 +288,7 @@ def test_alerts_of_rules_that_no_longer_watch_their_device_are_resolved(rig: Rul
         """
     )
     rig.ingest()
-    worker = rig.worker()
+    worker = rig.worker(rules_reconcile_after_s="0")
     rig.publish(rig.reading("flood_level", f"gauge-{i}", time=_now(), level_m=1.5) for i in (1, 2))
     wait_until(lambda: rig.scalar("SELECT count(*) FROM alerts") == 3, 15, "three alerts")
     # The tag comes off gauge-1: wandle-high no longer watches it.
