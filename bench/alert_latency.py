@@ -425,11 +425,22 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (``/proc/<pid>/task/*/
+    schedstat``, second field), in seconds; 0 where the kernel does not say."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 class Backends:
     """CPU-seconds of the PostgreSQL backends serving each service: a service's TCP connections
     to the server are matched by client port to ``pg_stat_activity``. Refreshed at every sample,
     so connections opened later count too (from zero); a backend that exits loses its last
-    interval."""
+    interval. Also the time each service and its backends waited for a CPU (run queue)."""
 
     def __init__(self, pg_port: int, services: dict[str, list[int]]) -> None:
         self.pg_port = pg_port
@@ -437,6 +448,9 @@ class Backends:
         self.role: dict[int, str] = {}
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.wait_first: dict[int, float] = {}
+        self.wait_last: dict[int, float] = {}
+        self.wait_role = {pid: role for role, pids in services.items() for pid in pids}
 
     def sample(self, watch: psycopg.Connection[tuple[Any, ...]], baseline: bool = False) -> None:
         ports: dict[int, str] = {}
@@ -457,9 +471,21 @@ class Backends:
             if owner is None:
                 continue
             self.role[pid] = owner
+            self.wait_role[pid] = owner
             cpu = process_cpu_seconds(pid)
             self.first.setdefault(pid, cpu if baseline else 0.0)
             self.last[pid] = cpu
+        for pid in self.wait_role:
+            wait = runqueue_wait_seconds(pid)
+            self.wait_first.setdefault(pid, wait if baseline else 0.0)
+            self.wait_last[pid] = max(wait, self.wait_last.get(pid, 0.0))
+
+    def waits(self) -> dict[str, float]:
+        """Run-queue wait of each service and its backends since the baseline, seconds."""
+        out = dict.fromkeys(self.services, 0.0)
+        for pid, last in self.wait_last.items():
+            out[self.wait_role[pid]] += last - self.wait_first[pid]
+        return {role: round(v, 3) for role, v in out.items()}
 
     def totals(self) -> dict[str, float]:
         out = dict.fromkeys(self.services, 0.0)
@@ -499,6 +525,7 @@ def window_table(
                 "pg_for_workers_cpu_pct": round(
                     100 * (b["cpu_pg_workers"] - a["cpu_pg_workers"]) / dt
                 ),
+                "workers_runq_wait_pct": round(100 * (b["runq_workers"] - a["runq_workers"]) / dt),
                 "worker_txns_per_s": round(txns / dt, 1),
                 "readings_per_txn": round((b["evaluated"] - a["evaluated"]) / txns)
                 if txns
@@ -574,7 +601,7 @@ class AlertLatencyBench:
             self.d.db_url, self.d.broker.port, LIVE_PREFIX, LIVE_CLIENT_ID, self.d.workdir
         )
         self.d.ingests.append(ingest)
-        ingest.start(wait_ready=True)  # subscribed
+        self.start(ingest)  # subscribed
         workers = []
         for i in range(self.args.workers):
             worker = IngestProcess(
@@ -587,12 +614,23 @@ class AlertLatencyBench:
                 extra_env={
                     "PLACEWATCH_RULES_DEFAULTS": "false",
                     "PLACEWATCH_RULES_PATH": str(rules_file),
-                },
+                }
+                | (
+                    {"PLACEWATCH_RULES_BATCH": str(self.args.rules_batch)}
+                    if self.args.rules_batch
+                    else {}
+                ),
             )
             self.d.ingests.append(worker)
-            worker.start(wait_ready=True)  # database reachable
+            self.start(worker)  # database reachable
             workers.append(worker)
         return ingest, workers
+
+    def start(self, proc: IngestProcess) -> None:
+        try:
+            proc.start(wait_ready=True)
+        except (RuntimeError, TimeoutError) as exc:
+            raise BenchError(str(exc)) from exc
 
     def run_live(self, rate: float) -> dict[str, Any]:
         assert self.d.broker is not None
@@ -657,8 +695,11 @@ class AlertLatencyBench:
                 self.check_alive(ingest, workers)
                 if time.monotonic() - last_poll >= 1.0:
                     last_poll = time.monotonic()
-                    trace.append(self.sample(watch, ingest, workers, last_poll - t0))
-                    s = trace[-1]
+                    try:
+                        s = self.sample(watch, ingest, workers, last_poll - t0)
+                    except OSError:
+                        continue  # a metrics page did not answer in 2 s: next second
+                    trace.append(s)
                     progress.update(
                         int(s["received"]),
                         f"evaluated {s['evaluated']:,} alerts {s['alerts_opened']:,}"
@@ -677,6 +718,7 @@ class AlertLatencyBench:
             )
             self.backends.sample(watch)
             cpu |= {f"of which postgres for {k}": v for k, v in self.backends.totals().items()}
+            runq = self.backends.waits()
             progress.close()
             if not result_path.exists():
                 raise BenchError(
@@ -717,6 +759,7 @@ class AlertLatencyBench:
             "evaluation_lag_p50": bucket_quantile(lag_buckets, 0.5),
             "evaluation_lag_p99": bucket_quantile(lag_buckets, 0.99),
             "cpu_seconds": cpu,
+            "runqueue_wait_seconds": runq,
             "postgres_activity": {
                 k: pg_after[k] - pg_before.get(k, 0)
                 for k in pg_after
@@ -742,11 +785,8 @@ class AlertLatencyBench:
         workers: list[IngestProcess],
         at: float,
     ) -> dict[str, Any]:
-        try:
-            im = metric_sums(ingest.http("/metrics")[1], *INGEST_METRICS)
-            wm = metric_sums("\n".join(w.http("/metrics")[1] for w in workers), *WORKER_METRICS)
-        except OSError:
-            im, wm = dict.fromkeys(INGEST_METRICS, 0.0), dict.fromkeys(WORKER_METRICS, 0.0)
+        im = metric_sums(ingest.http("/metrics")[1], *INGEST_METRICS)
+        wm = metric_sums("\n".join(w.http("/metrics")[1] for w in workers), *WORKER_METRICS)
         row = watch.execute("SELECT count(*) FROM rule_inbox").fetchone()
         # The inbox's table statistics (flushed by the backends about once a second).
         stat = watch.execute(
@@ -755,6 +795,7 @@ class AlertLatencyBench:
         ).fetchone() or (0, 0, 0, 0)
         self.backends.sample(watch)
         pg = self.backends.totals()
+        runq = self.backends.waits()
         return {
             "t": round(at, 2),
             "received": int(im["placewatch_ingest_received_total"]),
@@ -768,6 +809,9 @@ class AlertLatencyBench:
             "cpu_workers": round(sum(process_cpu_seconds(w.pid) for w in workers), 2),
             "cpu_pg_ingest": pg["ingest"],
             "cpu_pg_workers": pg["workers"],
+            # Runnable but not running (waiting for a CPU): the process and its backends.
+            "runq_ingest": runq["ingest"],
+            "runq_workers": runq["workers"],
             "worker_txns": int(wm[f"{LAG_METRIC}_count"]),
             "inbox_dead_tuples": int(stat[0]),
             "inbox_seq_scans": int(stat[1]),
@@ -789,21 +833,25 @@ class AlertLatencyBench:
         started = time.monotonic()
         deadline = started + self.args.timeout
         stored_at: float | None = None
+        last: dict[str, Any] | None = None
         while True:
             self.check_alive(ingest, workers)
-            s = self.sample(watch, ingest, workers, time.monotonic() - t0)
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"not caught up {self.args.timeout} s after the last publish: {last}\n"
+                    f"{ingest.log_tail(10)}"
+                )
+            try:
+                last = s = self.sample(watch, ingest, workers, time.monotonic() - t0)
+            except OSError:
+                time.sleep(0.2)
+                continue
             if stored_at is None and s["stored"] >= sent:
                 stored_at = time.monotonic() - started
             if stored_at is not None and s["inbox_rows"] == 0 and s["evaluated"] >= s["stored"]:
                 trace.append(s)
                 break
-            if time.monotonic() > deadline:
-                trace.append(s)
-                raise BenchError(
-                    f"not caught up {self.args.timeout} s after the last publish: {s}\n"
-                    f"{ingest.log_tail(10)}"
-                )
-            time.sleep(0.05)
+            time.sleep(0.1)
         return {
             "seconds_to_all_stored": round(stored_at, 2),
             "seconds_to_all_evaluated": round(time.monotonic() - started, 2),
@@ -854,6 +902,7 @@ class AlertLatencyBench:
         windows: dict[int, list[float]] = defaultdict(list)
         no_trigger = 0
         slowest: list[tuple[float, str, float]] = []
+        by_device: dict[str, list[float]] = defaultdict(list)
         for subject, opened, created, trigger, _resolved, _state, _rule in alerts:
             publish_to_alert.append((created - opened).total_seconds())
             if trigger is None:
@@ -861,6 +910,7 @@ class AlertLatencyBench:
                 continue
             lat = (created - trigger).total_seconds()
             commit_to_alert.append(lat)
+            by_device[subject].append(lat)
             publish_to_commit.append((trigger - opened).total_seconds())
             at = (created - phase_start).total_seconds()
             windows[int(at // WINDOW_S)].append(lat)
@@ -886,6 +936,13 @@ class AlertLatencyBench:
             "slowest_commit_to_alert": [
                 {"ms": round(1000 * lat, 1), "device": dev, "created_s_into_phase": at}
                 for lat, dev, at in slowest[:10]
+            ],
+            # Whether some devices wait longer than others every time (claim fairness).
+            "devices_by_mean_commit_to_alert": [
+                {"device": dev, "alerts": len(v), "mean_ms": round(1000 * statistics.fmean(v), 1)}
+                for dev, v in sorted(by_device.items(), key=lambda kv: -statistics.fmean(kv[1]))[
+                    :10
+                ]
             ],
             "verification": verification,
         }
@@ -971,6 +1028,10 @@ class AlertLatencyBench:
         RESULTS.mkdir(parents=True, exist_ok=True)
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         machine = machine_info(self.args.admin_url)
+        # Uncommitted changes the run used (the working tree, not only the commit).
+        git_status = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
+        ).stdout.splitlines()
         print(f"command: {command}")
         print(
             f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
@@ -1015,10 +1076,7 @@ class AlertLatencyBench:
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": command,
             "machine": machine,
-            # Uncommitted changes the run used (the working tree, not only the commit).
-            "git_status": subprocess.run(
-                ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
-            ).stdout.splitlines(),
+            "git_status_at_start": git_status,
             "setup": setup,
             "rule_file": RULES_YAML,
             "max_rate": {
@@ -1031,6 +1089,8 @@ class AlertLatencyBench:
                 "fraction": None if self.args.rate else self.args.fraction,
                 "seconds": self.args.seconds,
                 "workers": self.args.workers,
+                "rules_batch": self.args.rules_batch
+                or Settings.model_fields["rules_batch"].default,
                 "crossing_gauges": self.args.crossing_gauges,
                 "cycle_s": self.args.cycle,
                 "expected_transitions": len(expected),
@@ -1090,6 +1150,14 @@ class AlertLatencyBench:
                     f"{s['max']:>9}"
                 )
         print(
+            "slowest devices, mean commit -> alert ms (alerts): "
+            + ", ".join(
+                f"{d['device']} {d['mean_ms']:.0f} ({d['alerts']})"
+                for d in f["devices_by_mean_commit_to_alert"][:5]
+            )
+            + f"; all devices {f['commit_to_alert_ms'].get('mean', '-')}"
+        )
+        print(
             f"worker evaluation lag (histogram): p50 {live['evaluation_lag_p50']}, "
             f"p99 {live['evaluation_lag_p99']}, "
             f"{live['worker_metrics'][LAG_METRIC + '_count']:.0f} transactions"
@@ -1097,12 +1165,13 @@ class AlertLatencyBench:
         print(
             f"\nper {WINDOW_S:g} s: commit -> alert ms, inbox, CPU % (machine of "
             f"{100 * len(os.sched_getaffinity(0))}, ingest, worker(s), PostgreSQL for the "
-            "workers), worker transactions, inbox tuples read by sequential scans per "
-            "transaction, inbox dead tuples, inbox autovacuums"
+            "workers; time the workers and their backends waited for a CPU), worker "
+            "transactions (per second, readings and ms per transaction), dead tuples in "
+            "rule_inbox, autovacuums of rule_inbox"
         )
         print(
             f"{'from s':>6}{'alerts':>7}{'p50':>8}{'p99':>8}{'inbox':>7}{'mach':>6}{'ingest':>7}"
-            f"{'worker':>7}{'pg-w':>6}{'txn/s':>7}{'rd/txn':>7}{'ms/txn':>7}{'scan/txn':>9}"
+            f"{'worker':>7}{'pg-w':>6}{'runq':>6}{'txn/s':>7}{'rd/txn':>7}{'ms/txn':>7}"
             f"{'dead':>8}{'vac':>4}"
         )
         for w in f["by_window"]:
@@ -1111,12 +1180,17 @@ class AlertLatencyBench:
                 f"{w['commit_to_alert_p99_ms'] or '-':>8}{w['inbox_rows_max']:>7}"
                 f"{w.get('machine_busy_pct', '-'):>6}{w.get('ingest_cpu_pct', '-'):>7}"
                 f"{w.get('workers_cpu_pct', '-'):>7}{w.get('pg_for_workers_cpu_pct', '-'):>6}"
+                f"{w.get('workers_runq_wait_pct', '-'):>6}"
                 f"{w.get('worker_txns_per_s', '-'):>7}{w.get('readings_per_txn') or '-':>7}"
-                f"{w.get('ms_per_txn') or '-':>7}{w.get('inbox_tuples_scanned_per_txn', '-'):>9}"
-                f"{w.get('inbox_dead_tuples_max', '-'):>8}{w.get('inbox_autovacuums', '-'):>4}"
+                f"{w.get('ms_per_txn') or '-':>7}{w.get('inbox_dead_tuples_max', '-'):>8}"
+                f"{w.get('inbox_autovacuums', '-'):>4}"
             )
         print()
         print("cpu-s: " + ", ".join(f"{k} {x}" for k, x in live["cpu_seconds"].items()))
+        print(
+            "waited for a CPU (s, process + its PostgreSQL backends): "
+            + ", ".join(f"{k} {x}" for k, x in live["runqueue_wait_seconds"].items())
+        )
         if live["postgres_activity"]:
             print(
                 "during the phase: "
@@ -1133,6 +1207,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--messages", type=int, default=60_000, help="backlog drained for R_max (60000)")
     p.add_argument("--seconds", type=float, default=60, help="length of the live phase (60)")
     p.add_argument("--workers", type=int, default=1, help="rules workers (1)")
+    p.add_argument(
+        "--rules-batch",
+        type=int,
+        default=0,
+        help="PLACEWATCH_RULES_BATCH for the workers (default: theirs, "
+        f"{Settings.model_fields['rules_batch'].default} devices per transaction)",
+    )
     p.add_argument("--fraction", type=float, default=0.5, help="live rate / R_max (0.5)")
     p.add_argument(
         "--rate", type=float, default=0, help="live rate in msg/s instead of a fraction of R_max"
@@ -1163,8 +1244,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--messages, --seconds, --workers and --cycle must be positive")
     if not 0 < args.crossing_gauges <= args.per_kind:
         p.error("--crossing-gauges must be between 1 and --per-kind")
-    if args.rate < 0 or not 0 < args.fraction <= 1:
-        p.error("--rate must be positive, --fraction within (0, 1]")
+    if args.rate < 0 or args.rules_batch < 0 or not 0 < args.fraction <= 1:
+        p.error("--rate and --rules-batch must be positive, --fraction within (0, 1]")
     return args
 
 
