@@ -82,9 +82,14 @@ async def claim(conn: AsyncConnection[Any], limit: int, out: Outcome) -> list[Cl
     window = limit * 4
     for _ in range(3):
         cur = await conn.execute(
+            # Oldest first: the try-lock is applied to devices in the order of their oldest
+            # waiting row, and stops at the limit (a volatile filter is not pushed below the
+            # sort), so no device waits behind others that came later.
             """SELECT c, d FROM (
-                   SELECT DISTINCT council_id AS c, device_id AS d
-                   FROM (SELECT council_id, device_id FROM rule_inbox ORDER BY id LIMIT %s) w
+                   SELECT council_id AS c, device_id AS d, min(id) AS oldest
+                   FROM (SELECT council_id, device_id, id FROM rule_inbox ORDER BY id LIMIT %s) w
+                   GROUP BY 1, 2
+                   ORDER BY oldest
                ) s
                WHERE pg_try_advisory_xact_lock(hashtextextended(c || '/' || d, 1885))
                LIMIT %s""",

@@ -150,7 +150,9 @@ class ThresholdRule(Rule):
         )
 
     def lookback(self) -> timedelta:
-        return max(self.for_, self.clear_for) + self.max_gap
+        # The reading that starts a run may be up to max_gap earlier still: series always
+        # carry the last reading before their range for that.
+        return max(self.for_, self.clear_for)
 
     def step(self, device: DeviceView, series: Series, i: int, active: bool) -> Transition | None:
         upward = self.above is not None
@@ -191,7 +193,7 @@ class LowBatteryRule(Rule):
         return self
 
     def lookback(self) -> timedelta:
-        return self.for_ + DEFAULT_MAX_GAP
+        return self.for_
 
     def step(self, device: DeviceView, series: Series, i: int, active: bool) -> Transition | None:
         return threshold_step(

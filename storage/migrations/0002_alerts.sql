@@ -22,6 +22,10 @@ CREATE TABLE rule_inbox (
 );
 -- Claims take every row of the devices they lock.
 CREATE INDEX rule_inbox_device ON rule_inbox (council_id, device_id);
+-- A queue: every row is deleted soon after it is written. Vacuum it by row count, not by a
+-- fraction of a table that is nearly always small, so dead rows do not pile up under load.
+ALTER TABLE rule_inbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+                            autovacuum_vacuum_cost_delay = 0);
 
 -- Each ingest process says every few seconds that it is connected, subscribed, writing and not
 -- saturated. Silence rules hold back while any ingest is not (and for a grace period after it
@@ -47,7 +51,7 @@ CREATE TABLE rule_state (
     data               jsonb NOT NULL DEFAULT '{}'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (council_id, subject_type, subject_id, rule_id)
-);
+) WITH (fillfactor = 70);  -- updated at every evaluation: room for HOT updates
 
 -- When each timer rule (air-quality objectives) last ran, shared by all workers.
 CREATE TABLE rule_timers (

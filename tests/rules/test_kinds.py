@@ -776,8 +776,20 @@ def daqi_case(rng: random.Random) -> tuple[Rule, DeviceView, Series]:
     return daqi_rule(), device(Kind.AIR_QUALITY), series
 
 
+def sparse_threshold_case(rng: random.Random) -> tuple[Rule, DeviceView, Series]:
+    # Every 2 h (longer than for and clear_for): a run's first reading lies before the lookback.
+    values = [rng.choice((30.0, 30.0, 70.0, 70.0, 70.0)) for _ in range(300)]
+    rule = threshold(field="temperature_c", above=60, clear=40, clear_for="30m", **{"for": "1h"})
+    return (
+        rule,
+        device(Kind.BIN_FILL),
+        series_of(Kind.BIN_FILL, every(len(values), 2 * HOUR), temperature_c=values),
+    )
+
+
 CASES: dict[str, Callable[[random.Random], tuple[Rule, DeviceView, Series]]] = {
     "threshold": threshold_case,
+    "sparse_threshold": sparse_threshold_case,
     "low_battery": battery_case,
     "rate_of_change": rate_case,
     "bin_time_to_full": bin_case,
@@ -790,14 +802,14 @@ def chunked(
 ) -> list[Transition]:
     """Reveal the series in chunks of random size, stepping each chunk with the same state on a
     series holding everything up to the chunk's end (or, like the live worker's fetch, only
-    from the chunk's start minus the rule's lookback)."""
+    from the chunk's start minus the rule's lookback, plus the one reading before that)."""
     state = SubjectState()
     out: list[Transition] = []
     lo = 0
     lookback = rule.lookback().total_seconds()
     while lo < len(full):
         hi = min(len(full), lo + rng.randint(1, 40))
-        first = full.first_index(full.times[lo] - lookback) if lookback_only else 0
+        first = max(0, full.first_index(full.times[lo] - lookback) - 1) if lookback_only else 0
         part = Series(
             full.times[first:hi],
             full.received[first:hi],
