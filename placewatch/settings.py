@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     rules_defaults: bool = True
     rules_path: str = ""
     # Devices whose new readings one transaction evaluates (a worker takes whole devices).
-    rules_batch: int = Field(default=100, ge=1)
+    rules_batch: int = Field(default=500, ge=1)
     # Longest sleep between looks at the inbox and the timers (a NOTIFY wakes a worker at once).
     rules_poll_s: float = Field(default=1.0, gt=0)
     # Timer sweeps (silence, objectives, escalation, reconciliation) run at their own deadlines
