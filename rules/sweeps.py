@@ -99,6 +99,10 @@ async def _resolve_unwatched(
 # -- silence ---------------------------------------------------------------------------------
 
 
+# Whether this process last found the gate open (so that only changes are logged).
+_gate_open = [True]
+
+
 @dataclass(frozen=True)
 class SilenceGate:
     """Silence alerts are held back unless every ingest heard from in the last ``forget_s``
@@ -168,6 +172,12 @@ async def silence_sweep(
         now = await db_now(conn)
         may_open, why = await gate.check(conn, now)
         metrics.SILENCE_HELD.set(0 if may_open else 1)  # every worker says so, sweeping or not
+        if may_open != _gate_open[0]:
+            _gate_open[0] = may_open
+            if may_open:
+                log.info("silence alerts no longer held back")
+            else:
+                log.warning("silence alerts held back: %s", why)
         if not await _try_lock(conn, _SILENCE_LOCK):
             return None
         cur = await conn.execute(
@@ -208,7 +218,6 @@ async def silence_sweep(
         async with conn.cursor() as c:
             await save_states(c, touched)
     if not may_open:
-        log.info("silence alerts held back: %s", why)
         return None  # look again at the sweep period, not at past deadlines
     return datetime.fromtimestamp(next_due, UTC) if next_due is not None else None
 

@@ -25,5 +25,5 @@ stop $INGEST $RULES
 trap - EXIT
 echo "== stored"
 .venv/bin/placewatch status
-echo "== open alerts (placewatch alerts list)"
-.venv/bin/placewatch alerts list --limit 10
+echo "== latest alerts (placewatch alerts list --all)"
+.venv/bin/placewatch alerts list --all --limit 10
