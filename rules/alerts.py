@@ -9,14 +9,15 @@ open alert for the same rule and subject impossible, whatever two workers race t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from rules.model import Rule, Severity, Transition
+from rules.model import DeviceView, Rule, Severity, Transition
+from rules.units import utc
 
 PAYLOAD_SCHEMA = "placewatch.alert-event/1"
 SEVERITY_ORDER = ("info", "warning", "critical")
@@ -32,6 +33,18 @@ class Subject:
     sensor_kind: str | None = None
     site: str | None = None
     resident_id: str | None = None
+
+    @classmethod
+    def of(cls, device: DeviceView, subject_type: str, subject_id: str) -> Subject:
+        """A subject seen through one of its devices (for routing: kind, site, resident)."""
+        return cls(
+            device.council_id,
+            subject_type,
+            subject_id,
+            sensor_kind=device.kind.value,
+            site=device.site,
+            resident_id=device.resident_id,
+        )
 
 
 def _ts(value: Any) -> str | None:
@@ -84,10 +97,6 @@ async def record(
     await cur.execute("SELECT pg_notify('placewatch_alert_outbox', '')")
 
 
-def _epoch(at: float) -> datetime:
-    return datetime.fromtimestamp(at, UTC)
-
-
 async def open_alert(
     cur: Cursor,
     rule: Rule,
@@ -119,7 +128,7 @@ async def open_alert(
                 subject.site,
                 subject.resident_id,
                 rule.severity,
-                _epoch(transition.at),
+                utc(transition.at),
                 transition.summary,
                 Jsonb(transition.observed),
                 trigger_committed_at,
@@ -154,7 +163,7 @@ async def resolve_alert(
 ) -> bool:
     """Resolve an open or acknowledged alert, by a rule (``transition``: the condition
     cleared) or by a person (``note``). False if it was already resolved or not found."""
-    at = _epoch(transition.at) if transition else None
+    at = utc(transition.at) if transition else None
     resolution = (
         {"summary": transition.summary, "observed": transition.observed} if transition else None
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -24,7 +24,7 @@ from rules.loader import AnyRule, RuleSet
 from rules.model import DeviceView, Rule
 from rules.registry import DeviceKey, all_devices, load_series
 from rules.sweeps import objective_exceedances
-from rules.units import clock
+from rules.units import clock, utc
 
 # Devices whose readings are held in memory at once.
 _CHUNK = 200
@@ -42,10 +42,6 @@ class Fired:
 
     def key(self) -> tuple[str, str, str, str, datetime]:
         return (self.rule_id, self.council_id, self.subject_type, self.subject_id, self.opened_at)
-
-
-def _at(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 async def backtest(
@@ -130,10 +126,10 @@ def _pair(
     fired: list[Fired] = []
     for t in transitions:
         if t.opens:
-            fired.append(Fired(rule_id, council_id, stype, sid, _at(t.at), None, t.summary))
+            fired.append(Fired(rule_id, council_id, stype, sid, utc(t.at), None, t.summary))
         elif fired and fired[-1].resolved_at is None:
             last = fired[-1]
-            fired[-1] = Fired(*last.key()[:5], _at(t.at), last.summary)
+            fired[-1] = Fired(*last.key()[:5], utc(t.at), last.summary)
     return fired
 
 
@@ -171,9 +167,9 @@ def _silence(
                     f"{what} not heard since {clock(silent_from - limit)}: silent for "
                     f"{format_duration(limit)}"
                 )
-                resolved = _at(heard) if heard is not None else None
+                resolved = utc(heard) if heard is not None else None
                 out.append(
-                    Fired(rule.id, council_id, stype, sid, _at(silent_from), resolved, summary)
+                    Fired(rule.id, council_id, stype, sid, utc(silent_from), resolved, summary)
                 )
     return out
 
@@ -193,7 +189,7 @@ async def _objective(
         t = rule.evaluate(found.get((d.council_id, d.device_id), []), end.year)
         if t is not None and t.opens and start.timestamp() <= t.at <= end.timestamp():
             out.append(
-                Fired(rule.id, d.council_id, "device", d.device_id, _at(t.at), None, t.summary)
+                Fired(rule.id, d.council_id, "device", d.device_id, utc(t.at), None, t.summary)
             )
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncCursor, sql
@@ -13,11 +13,12 @@ from placewatch.kinds import MEASUREMENT_COLUMNS, Kind
 from rules.engine import SubjectState
 from rules.model import DeviceView
 from rules.series import Series
+from rules.units import utc
 
 DeviceKey = tuple[str, str]  # (council_id, device_id)
 StateKey = tuple[str, str, str, str]  # (rule_id, council_id, subject_type, subject_id)
 
-_DEVICE_COLUMNS = (
+DEVICE_COLUMNS = (
     "council_id, device_id, kind, model, site, ward, resident_id, tags, properties,"
     " expected_interval_s"
 )
@@ -44,7 +45,7 @@ async def load_devices(
 ) -> dict[DeviceKey, DeviceView]:
     ks = list(keys)
     await cur.execute(
-        f"""SELECT {_DEVICE_COLUMNS} FROM devices
+        f"""SELECT {DEVICE_COLUMNS} FROM devices
             JOIN unnest(%s::text[], %s::text[]) AS k(council_id, device_id)
               USING (council_id, device_id)""",
         ([k[0] for k in ks], [k[1] for k in ks]),
@@ -53,13 +54,25 @@ async def load_devices(
     return {(v.council_id, v.device_id): v for v in views}
 
 
-async def all_devices(cur: AsyncCursor[Any], council_id: str | None = None) -> list[DeviceView]:
+async def all_devices(
+    cur: AsyncCursor[Any], council_id: str | None = None, kind: Kind | None = None
+) -> list[DeviceView]:
     await cur.execute(
-        f"""SELECT {_DEVICE_COLUMNS} FROM devices
-            WHERE %(c)s::text IS NULL OR council_id = %(c)s ORDER BY council_id, device_id""",
-        {"c": council_id},
+        f"""SELECT {DEVICE_COLUMNS} FROM devices
+            WHERE (%(c)s::text IS NULL OR council_id = %(c)s)
+              AND (%(k)s::text IS NULL OR kind = %(k)s)
+            ORDER BY council_id, device_id""",
+        {"c": council_id, "k": kind.value if kind else None},
     )
     return [device_view(r) for r in await cur.fetchall()]
+
+
+async def heard_devices(cur: AsyncCursor[Any]) -> list[tuple[DeviceView, float]]:
+    """Every device heard from at least once, with when it was last heard (epoch)."""
+    await cur.execute(
+        f"SELECT {DEVICE_COLUMNS}, last_seen FROM devices WHERE last_seen IS NOT NULL"
+    )
+    return [(device_view(r), r[10].timestamp()) for r in await cur.fetchall()]
 
 
 def _dt(value: datetime | None) -> float | None:
@@ -110,7 +123,7 @@ def _state(r: Sequence[Any]) -> SubjectState:
 
 
 def _ts(epoch: float | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+    return utc(epoch) if epoch is not None else None
 
 
 async def save_states(cur: AsyncCursor[Any], states: dict[StateKey, SubjectState]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -30,6 +30,7 @@ from rules.registry import (
     load_states,
     save_states,
 )
+from rules.units import utc
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,7 @@ async def evaluate_claims(
                     out.errors[rule.id] += 1
                     continue
                 out.evaluations[rule.id] += 1
-                subject = alerts.Subject(
-                    device.council_id,
-                    "device",
-                    device.device_id,
-                    sensor_kind=device.kind.value,
-                    site=device.site,
-                    resident_id=device.resident_id,
-                )
+                subject = alerts.Subject.of(device, "device", device.device_id)
                 for t in transitions:
                     await apply_transition(dcur, rule, subject, state, t, actor, plan.claim, out)
                 touched[state_key] = state
@@ -224,8 +218,8 @@ def _plan(
         if steps and fetch_from is not None and fetch_to is not None:
             plans[key] = _Plan(
                 c,
-                datetime.fromtimestamp(fetch_from, UTC),
-                datetime.fromtimestamp(fetch_to, UTC),
+                utc(fetch_from),
+                utc(fetch_to),
                 steps,
             )
     return plans

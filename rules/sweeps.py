@@ -14,6 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from placewatch.kinds import Kind
 from rules import alerts, metrics
 from rules.engine import SubjectState
 from rules.kinds.objectives import AqsObjectiveRule, year_start
@@ -22,13 +23,15 @@ from rules.loader import RuleSet
 from rules.model import DeviceView, Transition
 from rules.registry import (
     StateKey,
-    device_view,
+    all_devices,
+    heard_devices,
     load_active_states,
     load_devices,
     load_states,
     save_states,
 )
 from rules.stream import Outcome, apply_transition
+from rules.units import utc
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,6 @@ _ESCALATION_LOCK = 0x706C_6573_6361  # "plesca"
 _RECONCILE_LOCK = 0x706C_7265_636F  # "plreco"
 # Early in January the last hour and day of the old year complete: count that year too.
 _YEAR_END_GRACE = timedelta(days=2)
-_DEVICE_COLUMNS = (
-    "council_id, device_id, kind, model, site, ward, resident_id, tags, properties,"
-    " expected_interval_s"
-)
 
 
 async def _try_lock(conn: AsyncConnection[Any], key: int) -> bool:
@@ -63,17 +62,6 @@ async def inbox_backlog(conn: AsyncConnection[Any], cap: int = 1_000_000) -> int
     cur = await conn.execute("SELECT count(*) FROM (SELECT 1 FROM rule_inbox LIMIT %s) s", (cap,))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
-
-
-def _subject(device: DeviceView, subject_type: str, subject_id: str) -> alerts.Subject:
-    return alerts.Subject(
-        device.council_id,
-        subject_type,
-        subject_id,
-        sensor_kind=device.kind.value,
-        site=device.site,
-        resident_id=device.resident_id,
-    )
 
 
 async def _resolve_unwatched(
@@ -180,10 +168,8 @@ async def silence_sweep(
                 log.warning("silence alerts held back: %s", why)
         if not await _try_lock(conn, _SILENCE_LOCK):
             return None
-        cur = await conn.execute(
-            f"SELECT {_DEVICE_COLUMNS}, last_seen FROM devices WHERE last_seen IS NOT NULL"
-        )
-        seen = [(device_view(r), r[10].timestamp()) for r in await cur.fetchall()]
+        async with conn.cursor() as c:
+            seen = await heard_devices(c)
         subjects = {rule.id: heard_by_subject(rule, seen) for rule in rules}
         all_subjects = {s for by in subjects.values() for s in by}
         async with conn.cursor() as c:
@@ -209,7 +195,14 @@ async def silence_sweep(
                         state.active = t.opens
                         state.last_transition_at = t.at
                         await apply_transition(
-                            dcur, rule, _subject(device, stype, sid), state, t, actor, None, out
+                            dcur,
+                            rule,
+                            alerts.Subject.of(device, stype, sid),
+                            state,
+                            t,
+                            actor,
+                            None,
+                            out,
                         )
                         touched[key] = state
                     if not state.active:
@@ -219,7 +212,7 @@ async def silence_sweep(
             await save_states(c, touched)
     if not may_open:
         return None  # look again at the sweep period, not at past deadlines
-    return datetime.fromtimestamp(next_due, UTC) if next_due is not None else None
+    return utc(next_due) if next_due is not None else None
 
 
 # -- objectives ------------------------------------------------------------------------------
@@ -248,10 +241,8 @@ async def objective_sweep(
             last_run.update({str(rid): at for rid, at in await cur.fetchall()})
             due = [r for r in rules if r.id not in last_run or now >= last_run[r.id] + r.every]
             if due:
-                cur = await conn.execute(
-                    f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE kind = 'air_quality'"
-                )
-                stations = [device_view(r) for r in await cur.fetchall()]
+                async with conn.cursor() as c:
+                    stations = await all_devices(c, kind=Kind.AIR_QUALITY)
             for rule in due:
                 await _objective(conn, rule, stations, now, actor, out)
                 await conn.execute(
@@ -291,7 +282,7 @@ async def _objective(
         for key, device in applicable.items():
             skey = (rule.id, key[0], "device", key[1])
             state = states.get(skey) or SubjectState()
-            subject = _subject(device, "device", key[1])
+            subject = alerts.Subject.of(device, "device", key[1])
             alerted: list[int] = list(state.data.get("alerted_years", []))
             for year in years:
                 alert_year = state.data.get("year") if state.active else None
@@ -300,7 +291,7 @@ async def _objective(
                     await apply_transition(
                         dcur,
                         rule,
-                        _subject(device, "device", key[1]),
+                        alerts.Subject.of(device, "device", key[1]),
                         state,
                         over,
                         actor,

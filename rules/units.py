@@ -28,10 +28,14 @@ def fmt(value: float, column: str) -> str:
     return text + unit_of(column)
 
 
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 def clock(epoch: float) -> str:
     """Event time as shown in summaries (UTC, ISO-like and short)."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc(epoch).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
+    return utc(epoch).isoformat()
