@@ -100,6 +100,31 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
     return run_alerts_command(args, settings)
 
 
+def _teams(args: argparse.Namespace, settings: Settings) -> int:
+    from teams.commands import run_teams_command
+
+    return run_teams_command(args, settings)
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from teams.commands import run_keys_command
+
+    return run_keys_command(args, settings)
+
+
+def _notify(args: argparse.Namespace, settings: Settings) -> int:
+    from notify.commands import run_notify_command
+
+    return run_notify_command(args, settings)
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    from api.server import run
+
+    run(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="placewatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rules_parser(sub)
     add_alerts_parser(sub)
+
+    from teams.commands import add_keys_parser, add_teams_parser
+
+    add_teams_parser(sub)
+    add_keys_parser(sub)
+
+    from notify.commands import add_notify_parsers
+
+    add_notify_parsers(sub)
+    sub.add_parser("api", help="serve the alerts API and acknowledge pages (OpenAPI at /docs)")
     return parser
 
 
@@ -150,6 +185,11 @@ _COMMANDS = {
     "status": _status,
     "rules": _rules,
     "alerts": _alerts,
+    "teams": _teams,
+    "keys": _keys,
+    "notify": _notify,
+    "webhooks": _notify,
+    "api": _api,
 }
 
 

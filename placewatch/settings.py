@@ -79,6 +79,32 @@ class Settings(BaseSettings):
     rules_http_host: str = "127.0.0.1"
     rules_http_port: int = 9109
 
+    # Alert delivery (placewatch notify). Retries back off exponentially with jitter from
+    # notify_backoff_base_s up to notify_backoff_max_s; a delivery not made within
+    # notify_give_up_after_s is dead-lettered (placewatch webhooks redeliver sends it again).
+    notify_batch: int = Field(default=200, ge=1)
+    notify_poll_s: float = Field(default=1.0, gt=0)
+    notify_timeout_s: float = Field(default=10.0, gt=0)
+    notify_backoff_base_s: float = Field(default=5.0, gt=0)
+    notify_backoff_max_s: float = Field(default=900.0, gt=0)
+    notify_give_up_after_s: float = Field(default=24 * 3600.0, gt=0)
+    # Consecutive failures that open an endpoint's circuit, and for how long it stays open
+    # (then one probe at a time until a delivery succeeds).
+    notify_breaker_failures: int = Field(default=5, ge=1)
+    notify_breaker_open_s: float = Field(default=60.0, gt=0)
+    notify_http_host: str = "127.0.0.1"
+    notify_http_port: int = 9110
+
+    # Acknowledge links in alert events: signed with this secret, valid this long, pointing at
+    # the API's public address. Required by notify and the API.
+    link_secret: SecretStr | None = None
+    link_ttl_s: int = Field(default=72 * 3600, ge=60)
+    public_url: str = "http://127.0.0.1:8080"
+
+    # The alerts API (placewatch api).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+
     # Failpoint for the crash tests: exit abruptly after this many commits, before acknowledging.
     test_exit_after_commits: int | None = None
 
