@@ -53,9 +53,7 @@ def ack_url(settings: Settings, link: AckLink) -> str:
 
 def read_token(settings: Settings, token: str) -> AckLink | LinkProblem:
     try:
-        alert_id, team_id, link_id = _serializer(settings).loads(
-            token, max_age=settings.link_ttl_s
-        )
+        alert_id, team_id, link_id = _serializer(settings).loads(token, max_age=settings.link_ttl_s)
     except SignatureExpired:
         return LinkProblem("expired")
     except (BadSignature, ValueError, TypeError):

@@ -12,17 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from placewatch.settings import Settings
-from rules.durations import parse_duration
-
-
-def _when(text: str) -> datetime:
-    """An ISO date/time (UTC unless it says otherwise), or a duration ago such as 7d."""
-    try:
-        return datetime.now(UTC) - parse_duration(text)
-    except ValueError:
-        pass
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+from rules.durations import parse_when
 
 
 def add_rules_parser(sub: Any) -> None:
@@ -48,11 +38,11 @@ def add_rules_parser(sub: Any) -> None:
     bt.add_argument(
         "--from",
         dest="start",
-        type=_when,
+        type=parse_when,
         required=True,
         help="start: ISO time (UTC unless given) or a duration ago, e.g. 7d",
     )
-    bt.add_argument("--to", dest="end", type=_when, default=None, help="end (default: now)")
+    bt.add_argument("--to", dest="end", type=parse_when, default=None, help="end (default: now)")
     bt.add_argument("--rule", default=None, help="only this rule id")
     bt.add_argument("--council", default=None, help="only this council")
     bt.add_argument("--json", action="store_true", help="one JSON object per line")

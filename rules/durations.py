@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -53,3 +53,13 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(lambda d: format_duration(d), return_type=str),
 ]
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO date/time (UTC unless it says otherwise), or a duration ago such as 7d."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

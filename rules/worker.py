@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -26,10 +25,10 @@ import psycopg
 from psycopg import AsyncConnection
 
 from ingest.heartbeat import HEARTBEAT_GAP_S
-from ingest.store import is_transient
 from ingest.writer import RULES_CHANNEL
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
+from placewatch.supervise import supervise
 from rules import metrics
 from rules.loader import RuleLoadError, RuleSet, default_rules_dir, load_rules
 from rules.stream import Outcome, claim, evaluate_claims
@@ -132,30 +131,21 @@ class RulesWorker:
     async def _supervise(
         self, name: str, body: Callable[[AsyncConnection[Any]], Awaitable[None]]
     ) -> None:
-        """Run ``body`` on a fresh connection until a stop, reconnecting with backoff. Anything
-        it raises rolls its transaction back (nothing is lost) and is retried: a worker that
-        exits would stop every rule."""
-        backoff = 0.5
-        while not self.stopping.is_set():
-            try:
-                async with await self._connect() as conn:
-                    self._ok[name] = True
-                    backoff = 0.5
-                    await body(conn)
-            except Exception as exc:
-                self._ok[name] = False
-                if isinstance(exc, psycopg.Error | OSError) and (
-                    not isinstance(exc, psycopg.Error) or is_transient(exc)
-                ):
-                    metrics.DB_ERRORS.inc()
-                    log.warning("%s: database error (%s); retrying in %.1fs", name, exc, backoff)
-                else:
-                    metrics.ERRORS.labels(f"({name})").inc()
-                    log.exception("%s: unexpected error; retrying in %.1fs", name, backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), backoff)
-                backoff = min(backoff * 2, self.settings.ingest_retry_max_s)
-                backoff *= random.uniform(0.8, 1.2)
+        def counted(loop: str, transient: bool) -> None:
+            if transient:
+                metrics.DB_ERRORS.inc()
+            else:
+                metrics.ERRORS.labels(f"({loop})").inc()
+
+        await supervise(
+            name,
+            self._connect,
+            body,
+            self.stopping,
+            self._ok,
+            on_error=counted,
+            max_backoff_s=self.settings.ingest_retry_max_s,
+        )
 
     async def _stream_loop(self, conn: AsyncConnection[Any]) -> None:
         async with await self._connect() as listener:

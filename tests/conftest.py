@@ -127,3 +127,12 @@ def pipe(
     make_ingest: Callable[..., IngestProcess],
 ) -> Pipeline:
     return Pipeline(ids[0], ids[1], broker, database_url, conn, make_ingest)
+
+
+@pytest.fixture
+def fresh_database(flavour: Flavour) -> Iterator[str]:
+    """A database of its own for one test (for tests whose workers take every row there is)."""
+    url = create_database(f"pwtest1_{flavour.value}")
+    migrate(url, "on" if flavour is Flavour.TIMESCALEDB else "off")
+    yield url
+    drop_database(url)

@@ -20,12 +20,10 @@ from psycopg.rows import dict_row
 
 from rules.backtest import Fired, backtest
 from rules.loader import load_rules
-from storage.migrate import Flavour, migrate
 from storage.registry import DeviceSpec, register
 from tests.support import traffic
 from tests.support.broker import Broker
 from tests.support.ingest import IngestProcess
-from tests.support.postgres import create_database, drop_database
 
 
 @dataclass
@@ -108,14 +106,6 @@ class RulesRig:
                 return await backtest(conn, ruleset, start, end)
 
         return asyncio.run(run())
-
-
-@pytest.fixture
-def fresh_database(flavour: Flavour) -> Iterator[str]:
-    url = create_database(f"pwrules_{flavour.value}")
-    migrate(url, "on" if flavour is Flavour.TIMESCALEDB else "off")
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class IngestProcess:
             PLACEWATCH_INGEST_CLIENT_ID=self.client_id,
             PLACEWATCH_INGEST_HTTP_PORT=str(self.http_port),
             PLACEWATCH_RULES_HTTP_PORT=str(self.http_port),
+            PLACEWATCH_NOTIFY_HTTP_PORT=str(self.http_port),
             PLACEWATCH_LOG_LEVEL="INFO",
         )
         env.update(self.extra_env)

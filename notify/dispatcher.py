@@ -1,0 +1,300 @@
+"""``placewatch notify``: the webhook dispatcher. Safe to run as N replicas.
+
+Two loops on their own connections. Fan-out turns alert outbox rows into deliveries (one per
+matching endpoint). Delivery leases due deliveries, at most each endpoint's free slots, and
+sends each in its own task; results are recorded through a small pool. An endpoint's slots are
+its concurrency, one probe while its circuit is half-open, none while open: a hanging or failing
+endpoint only ever holds its own slots, and every other endpoint's deliveries go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from notify import metrics
+from notify.fanout import DELIVERIES_CHANNEL, fan_out
+from notify.links import LinkSecretMissing
+from notify.policy import RetryPolicy
+from notify.sender import client_for, send
+from notify.store import (
+    Attempt,
+    Delivery,
+    Endpoint,
+    claim,
+    dead_letter_overdue,
+    load_endpoints,
+    pending_count,
+    record,
+)
+from placewatch.health import HealthServer
+from placewatch.settings import Settings
+from placewatch.supervise import supervise
+
+log = logging.getLogger(__name__)
+
+OUTBOX_CHANNEL = "placewatch_alert_outbox"
+_HOUSEKEEPING_EVERY = timedelta(seconds=5)
+_IDLE_IN_TX_MS = 60_000
+
+
+def policy_of(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base_s=settings.notify_backoff_base_s,
+        max_s=settings.notify_backoff_max_s,
+        breaker_failures=settings.notify_breaker_failures,
+        breaker_open_s=settings.notify_breaker_open_s,
+    )
+
+
+def _outcome(attempt: Attempt) -> str:
+    if attempt.ok:
+        return "success"
+    if attempt.status is not None:
+        return "http_error"
+    return "timeout" if attempt.error and attempt.error.startswith("timed out") else "error"
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings) -> None:
+        if settings.link_secret is None:
+            raise LinkSecretMissing()
+        self.settings = settings
+        self.policy = policy_of(settings)
+        self.worker = f"notify:{socket.gethostname()}:{os.getpid()}"
+        self.stopping = asyncio.Event()
+        self._outbox_wake = asyncio.Event()
+        self._delivery_wake = asyncio.Event()
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._clients: dict[str, tuple[tuple[str, int], httpx.AsyncClient]] = {}
+        self._retired: list[httpx.AsyncClient] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ok = {"fanout": False, "deliveries": False}
+        # The lease outlives the longest attempt, or a slow attempt would be sent twice.
+        self._lease = timedelta(seconds=settings.notify_timeout_s + 5)
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        self._outbox_wake.set()
+        self._delivery_wake.set()
+
+    def readiness(self) -> tuple[bool, str]:
+        down = [name for name, ok in self._ok.items() if not ok]
+        return (True, "ok") if not down else (False, "database not reachable: " + ", ".join(down))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        s = self.settings
+        health = HealthServer(s.notify_http_host, s.notify_http_port, ready=self.readiness)
+        health.start()
+        log.info("webhook dispatcher %s", self.worker)
+        try:
+            await asyncio.gather(
+                self._supervise("fanout", self._fanout_loop),
+                self._supervise("deliveries", self._delivery_loop),
+            )
+        finally:
+            health.stop()
+        log.info("webhook dispatcher stopped")
+
+    async def _connect(self) -> AsyncConnection[Any]:
+        return await AsyncConnection.connect(
+            self.settings.database_url,
+            autocommit=True,
+            application_name="placewatch-notify",
+            options=f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
+            keepalives=1,
+            keepalives_idle=30,
+        )
+
+    async def _supervise(self, name: str, body: Any) -> None:
+        def counted(loop: str, transient: bool) -> None:
+            if transient:
+                metrics.DB_ERRORS.inc()
+            else:
+                metrics.ERRORS.labels(loop).inc()
+
+        await supervise(
+            name,
+            self._connect,
+            body,
+            self.stopping,
+            self._ok,
+            on_error=counted,
+            max_backoff_s=self.settings.ingest_retry_max_s,
+        )
+
+    async def _listening(self, channel: str, wake: asyncio.Event) -> asyncio.Task[None]:
+        listener = await self._connect()
+        await listener.execute(f"LISTEN {channel}")
+
+        async def listen() -> None:
+            async with listener:
+                async for _ in listener.notifies():
+                    wake.set()
+
+        return asyncio.create_task(listen())
+
+    async def _fanout_loop(self, conn: AsyncConnection[Any]) -> None:
+        listen = await self._listening(OUTBOX_CHANNEL, self._outbox_wake)
+        try:
+            while not self.stopping.is_set():
+                self._outbox_wake.clear()
+                while not self.stopping.is_set():
+                    done = await fan_out(conn, self.settings)
+                    metrics.EVENTS.inc(done.events)
+                    metrics.UNROUTED.inc(done.unrouted)
+                    if done.deliveries:
+                        self._delivery_wake.set()
+                    if done.events < self.settings.notify_batch:
+                        break
+                if listen.done():
+                    listen.result()  # the listener failed: raise its error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), self.settings.notify_poll_s)
+        finally:
+            listen.cancel()
+            with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+                await listen
+
+    async def _delivery_loop(self, conn: AsyncConnection[Any]) -> None:
+        listen = await self._listening(DELIVERIES_CHANNEL, self._delivery_wake)
+        pool = AsyncConnectionPool(
+            self.settings.database_url,
+            min_size=1,
+            max_size=8,
+            open=False,
+            kwargs={"autocommit": True, "application_name": "placewatch-notify"},
+        )
+        await pool.open()
+        housekeeping_at = datetime.min.replace(tzinfo=UTC)
+        try:
+            while not self.stopping.is_set():
+                self._delivery_wake.clear()
+                now = datetime.now(UTC)
+                if now >= housekeeping_at:
+                    await self._housekeeping(conn)
+                    housekeeping_at = now + _HOUSEKEEPING_EVERY
+                endpoints = await load_endpoints(conn)
+                slots = {
+                    ep.endpoint_id: self.policy.slots(
+                        ep.max_concurrency,
+                        self._in_flight[ep.endpoint_id],
+                        ep.consecutive_failures,
+                        ep.circuit_open_until,
+                        now,
+                    )
+                    for ep in endpoints.values()
+                }
+                for delivery in await claim(conn, slots, self._lease):
+                    self._start(pool, endpoints[delivery.endpoint_id], delivery)
+                if listen.done():
+                    listen.result()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._delivery_wake.wait(), self.settings.notify_poll_s)
+        finally:
+            listen.cancel()
+            with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+                await listen
+            await self._finish_in_flight()
+            await pool.close()
+
+    async def _housekeeping(self, conn: AsyncConnection[Any]) -> None:
+        await dead_letter_overdue(conn)
+        metrics.PENDING.set(await pending_count(conn))
+        now = datetime.now(UTC)
+        for ep in (await load_endpoints(conn)).values():
+            is_open = ep.circuit_open_until is not None and ep.circuit_open_until > now
+            metrics.CIRCUIT_OPEN.labels(ep.endpoint_id).set(1 if is_open else 0)
+
+    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        key = (endpoint.url, endpoint.max_concurrency)
+        held = self._clients.get(endpoint.endpoint_id)
+        if held is None or held[0] != key:
+            if held is not None:
+                self._retired.append(held[1])  # closed at stop; attempts may still use it
+            held = (key, client_for(endpoint, self.settings.notify_timeout_s))
+            self._clients[endpoint.endpoint_id] = held
+        return held[1]
+
+    def _start(self, pool: AsyncConnectionPool, endpoint: Endpoint, delivery: Delivery) -> None:
+        self._in_flight[endpoint.endpoint_id] += 1
+        task = asyncio.create_task(self._attempt(pool, endpoint, delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(
+        self, pool: AsyncConnectionPool, endpoint: Endpoint, delivery: Delivery
+    ) -> None:
+        ep = endpoint.endpoint_id
+        try:
+            attempt = await send(
+                self._client(endpoint), endpoint, delivery, self.settings.notify_timeout_s
+            )
+            metrics.ATTEMPTS.labels(ep, _outcome(attempt)).inc()
+            metrics.ATTEMPT_SECONDS.labels(ep).observe(attempt.latency_s)
+            state = await self._record(pool, delivery, attempt)
+            if state == "delivered" and attempt.ok:
+                metrics.DELIVERED.labels(ep).inc()
+                lag = datetime.now(UTC) - delivery.event_committed_at
+                metrics.COMMIT_TO_DELIVERY.observe(lag.total_seconds())
+            elif state == "dead":
+                metrics.DEAD.labels(ep).inc()
+                log.warning(
+                    "delivery %s to %s dead after %d attempts: %s",
+                    delivery.webhook_id,
+                    ep,
+                    delivery.attempts,
+                    attempt.error,
+                )
+        except Exception:
+            # Not recorded: the lease runs out and the delivery is tried again (same id).
+            log.exception("delivery %s to %s: attempt not recorded", delivery.webhook_id, ep)
+        finally:
+            self._in_flight[ep] -= 1
+            self._delivery_wake.set()
+
+    async def _record(self, pool: AsyncConnectionPool, delivery: Delivery, attempt: Attempt) -> str:
+        """Record with retries while the lease lasts: a success not recorded would be sent
+        again (harmless, same webhook-id, but noisy)."""
+        deadline = asyncio.get_running_loop().time() + self._lease.total_seconds() / 2
+        backoff = 0.2
+        while True:
+            try:
+                async with pool.connection() as c:
+                    return await record(c, delivery, attempt, self.policy, self.worker)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if asyncio.get_running_loop().time() + backoff > deadline:
+                    raise
+                log.warning("recording delivery %s: %s; retrying", delivery.webhook_id, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _finish_in_flight(self) -> None:
+        """On stop: let attempts under way finish (bounded by their timeout), then close."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.settings.notify_timeout_s + 5)
+        for _, client in self._clients.values():
+            await client.aclose()
+        for client in self._retired:
+            await client.aclose()
+        self._clients.clear()
+        self._retired.clear()
+
+
+def run(settings: Settings) -> None:
+    asyncio.run(Dispatcher(settings).run())

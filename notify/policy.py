@@ -1,0 +1,55 @@
+"""When to try a delivery again, and when an endpoint's circuit is open: pure functions."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float
+    max_s: float
+    breaker_failures: int
+    breaker_open_s: float
+
+    def backoff(self, attempts: int, rng: random.Random | None = None) -> timedelta:
+        """Delay before the next attempt after ``attempts`` failed ones: exponential, capped,
+        with "equal jitter" (between half and all of it) so that the deliveries of an
+        endpoint that comes back do not all return at the same instant."""
+        ceiling = min(self.max_s, self.base_s * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
+
+    def slots(
+        self,
+        max_concurrency: int,
+        in_flight: int,
+        consecutive_failures: int,
+        open_until: datetime | None,
+        now: datetime,
+    ) -> int:
+        """How many more deliveries this process may send the endpoint now. Closed: up to its
+        concurrency. Open: none. Half-open (the open period over, failures not yet cleared):
+        one probe at a time until one succeeds."""
+        if open_until is not None and open_until > now:
+            return 0
+        if consecutive_failures >= self.breaker_failures:
+            return max(0, 1 - in_flight)
+        return max(0, max_concurrency - in_flight)
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """A Retry-After header (seconds or an HTTP date), if the receiver sent a usable one."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(timedelta(0), when - now) if when.tzinfo else None

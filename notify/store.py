@@ -1,0 +1,221 @@
+"""Deliveries in the database: lease a batch per endpoint, record each attempt's outcome,
+dead-letter what is overdue, and put dead letters back for redelivery.
+
+A delivery is leased (``lease_until``) for one attempt and the lease committed before the HTTP
+request, so no transaction stays open while a receiver takes its time. A dispatcher that dies
+mid-attempt leaves a lease that runs out; another one then sends the same delivery again,
+under the same webhook-id, which is what receivers de-duplicate on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from notify.policy import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    endpoint_id: str
+    team_id: str
+    url: str
+    secret: str
+    max_concurrency: int
+    consecutive_failures: int
+    circuit_open_until: datetime | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: int
+    webhook_id: str
+    endpoint_id: str
+    alert_id: int
+    event: str
+    body: str
+    attempts: int  # including the one now leased
+    give_up_at: datetime
+    event_committed_at: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    started_at: datetime
+    latency_s: float
+    status: int | None
+    error: str | None
+    retry_after: timedelta | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+async def load_endpoints(conn: AsyncConnection[Any]) -> dict[str, Endpoint]:
+    cur = await conn.execute(
+        """SELECT endpoint_id, team_id, url, secret, max_concurrency, consecutive_failures,
+                  circuit_open_until
+           FROM webhook_endpoints WHERE enabled"""
+    )
+    return {row[0]: Endpoint(*row) for row in await cur.fetchall()}
+
+
+async def claim(
+    conn: AsyncConnection[Any], slots: dict[str, int], lease: timedelta
+) -> list[Delivery]:
+    """Lease up to ``slots[endpoint]`` due deliveries per endpoint. An alert's events go to an
+    endpoint in order: a delivery waits while an earlier one of the same alert is pending."""
+    wanted = {ep: n for ep, n in slots.items() if n > 0}
+    if not wanted:
+        return []
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """UPDATE webhook_deliveries w
+               SET lease_until = clock_timestamp() + %(lease)s, attempts = w.attempts + 1
+               FROM (
+                   SELECT d.delivery_id
+                   FROM unnest(%(eps)s::text[], %(ns)s::int[]) AS e(endpoint_id, n)
+                   CROSS JOIN LATERAL (
+                       SELECT d.delivery_id FROM webhook_deliveries d
+                       WHERE d.endpoint_id = e.endpoint_id AND d.state = 'pending'
+                         AND d.next_attempt_at <= clock_timestamp()
+                         AND (d.lease_until IS NULL OR d.lease_until < clock_timestamp())
+                         AND NOT EXISTS (
+                             SELECT 1 FROM webhook_deliveries p
+                             WHERE p.alert_id = d.alert_id AND p.endpoint_id = d.endpoint_id
+                               AND p.state = 'pending' AND p.delivery_id < d.delivery_id)
+                       ORDER BY d.next_attempt_at, d.delivery_id
+                       LIMIT e.n
+                       FOR UPDATE SKIP LOCKED) d
+               ) c
+               WHERE w.delivery_id = c.delivery_id
+               RETURNING w.delivery_id, w.webhook_id, w.endpoint_id, w.alert_id, w.event,
+                         w.body, w.attempts, w.give_up_at, w.event_committed_at""",
+            {"lease": lease, "eps": list(wanted), "ns": list(wanted.values())},
+        )
+        return [Delivery(**row) for row in await cur.fetchall()]
+
+
+async def record(
+    conn: AsyncConnection[Any],
+    delivery: Delivery,
+    attempt: Attempt,
+    policy: RetryPolicy,
+    worker: str,
+) -> str:
+    """Store one attempt and its consequence; returns the delivery's new state."""
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(
+            """INSERT INTO webhook_attempts
+                   (delivery_id, attempt, started_at, latency_ms, status, error, worker)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            (
+                delivery.delivery_id,
+                delivery.attempts,
+                attempt.started_at,
+                attempt.latency_s * 1000,
+                attempt.status,
+                attempt.error,
+                worker,
+            ),
+        )
+        if attempt.ok:
+            await cur.execute(
+                """UPDATE webhook_deliveries
+                   SET state = 'delivered', delivered_at = clock_timestamp(), lease_until = NULL,
+                       last_status = %s, last_error = NULL
+                   WHERE delivery_id = %s AND state = 'pending'""",
+                (attempt.status, delivery.delivery_id),
+            )
+            await cur.execute(
+                """UPDATE webhook_endpoints
+                   SET consecutive_failures = 0, circuit_open_until = NULL
+                   WHERE endpoint_id = %s
+                     AND (consecutive_failures <> 0 OR circuit_open_until IS NOT NULL)""",
+                (delivery.endpoint_id,),
+            )
+            return "delivered"
+        delay = policy.backoff(delivery.attempts)
+        if attempt.retry_after is not None:
+            delay = max(delay, min(attempt.retry_after, timedelta(seconds=policy.max_s)))
+        await cur.execute(
+            """UPDATE webhook_deliveries
+               SET state = CASE WHEN clock_timestamp() + %(delay)s > give_up_at
+                                THEN 'dead' ELSE 'pending' END,
+                   next_attempt_at = clock_timestamp() + %(delay)s, lease_until = NULL,
+                   last_status = %(status)s, last_error = %(error)s
+               WHERE delivery_id = %(id)s AND state = 'pending'
+               RETURNING state""",
+            {
+                "delay": delay,
+                "status": attempt.status,
+                "error": attempt.error,
+                "id": delivery.delivery_id,
+            },
+        )
+        row = await cur.fetchone()
+        await cur.execute(
+            """UPDATE webhook_endpoints
+               SET consecutive_failures = consecutive_failures + 1,
+                   circuit_open_until = CASE WHEN consecutive_failures + 1 >= %s
+                                             THEN clock_timestamp() + %s
+                                             ELSE circuit_open_until END
+               WHERE endpoint_id = %s""",
+            (
+                policy.breaker_failures,
+                timedelta(seconds=policy.breaker_open_s),
+                delivery.endpoint_id,
+            ),
+        )
+        return str(row[0]) if row else "delivered"
+
+
+async def dead_letter_overdue(conn: AsyncConnection[Any]) -> int:
+    """Deliveries past their give-up time that no attempt will settle (their endpoint was
+    disabled, or its circuit stayed open): dead-lettered, so that nothing waits for ever."""
+    cur = await conn.execute(
+        """UPDATE webhook_deliveries SET state = 'dead',
+               last_error = coalesce(last_error, 'not attempted before the give-up time')
+           WHERE state = 'pending' AND give_up_at < clock_timestamp()
+             AND (lease_until IS NULL OR lease_until < clock_timestamp())"""
+    )
+    return cur.rowcount
+
+
+async def pending_count(conn: AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def redeliver(
+    conn: AsyncConnection[Any],
+    give_up_after: timedelta,
+    *,
+    endpoint_id: str | None = None,
+    delivery_ids: list[int] | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Put dead deliveries back (same webhook-id, same body): due now, attempts counted on."""
+    cur = await conn.execute(
+        """UPDATE webhook_deliveries
+           SET state = 'pending', next_attempt_at = clock_timestamp(), lease_until = NULL,
+               give_up_at = clock_timestamp() + %(give_up)s
+           WHERE state = 'dead'
+             AND (%(ep)s::text IS NULL OR endpoint_id = %(ep)s)
+             AND (%(ids)s::bigint[] IS NULL OR delivery_id = ANY(%(ids)s))
+             AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)""",
+        {"give_up": give_up_after, "ep": endpoint_id, "ids": delivery_ids, "since": since},
+    )
+    if cur.rowcount:
+        await conn.execute(
+            """UPDATE webhook_endpoints SET consecutive_failures = 0, circuit_open_until = NULL
+               WHERE %(ep)s::text IS NULL OR endpoint_id = %(ep)s""",
+            {"ep": endpoint_id},
+        )
+    return cur.rowcount

@@ -1,0 +1,96 @@
+"""Webhook receivers for the delivery tests: the project's reference receiver
+(``examples/webhook_receiver.py``) as a real subprocess, and a receiver that hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.broker import free_port, wait_port
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webhook_receiver.py"
+
+
+@dataclass
+class ReferenceReceiver:
+    """The reference receiver: verifies signatures with the ``standardwebhooks`` library and
+    logs each webhook-id it handles once (a retry of a handled one is answered 200, not
+    logged)."""
+
+    secret: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"received-{self.port}.jsonl"
+
+    def start(self) -> None:
+        out = (self.workdir / f"receiver-{self.port}.out").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, str(EXAMPLE), "--port", str(self.port), "--log", str(self.log)],
+            env={**os.environ, "WEBHOOK_SECRET": self.secret},
+            stdout=out,
+            stderr=out,
+        )
+        wait_port("127.0.0.1", self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+
+class HangingReceiver:
+    """Accepts connections and reads requests but never answers: the worst receiver."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(conn)  # never answered, never closed until stop()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+        self.sock.close()
