@@ -118,8 +118,11 @@ def test_routes_send_each_team_only_its_alerts(rig: DeliveryRig) -> None:
     a_info = rig.open_alert("bin-info", severity="info")
     a_flood = rig.open_alert("river", kind="flood_level", severity="critical")
     wait_until(
-        lambda: rig.scalar("SELECT count(*) FROM alert_outbox") == 0
-        and rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'") == 0,
+        lambda: (
+            rig.scalar("SELECT count(*) FROM alert_outbox") == 0
+            and rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'")
+            == 0
+        ),
         20,
         "every event fanned out and delivered",
     )
