@@ -108,7 +108,8 @@ async def record(
     policy: RetryPolicy,
     worker: str,
 ) -> str:
-    """Store one attempt and its consequence; returns the delivery's new state."""
+    """Store one attempt and its consequence; returns the delivery's new state ("superseded"
+    if another replica has taken the delivery over since)."""
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(
             """INSERT INTO webhook_attempts
@@ -149,13 +150,15 @@ async def record(
                                 THEN 'dead' ELSE 'pending' END,
                    next_attempt_at = clock_timestamp() + %(delay)s, lease_until = NULL,
                    last_status = %(status)s, last_error = %(error)s
-               WHERE delivery_id = %(id)s AND state = 'pending'
+               WHERE delivery_id = %(id)s AND state = 'pending' AND attempts = %(attempt)s
                RETURNING state""",
             {
                 "delay": delay,
                 "status": attempt.status,
                 "error": attempt.error,
                 "id": delivery.delivery_id,
+                # A later attempt (our lease ran out, another replica took it) owns the row.
+                "attempt": delivery.attempts,
             },
         )
         row = await cur.fetchone()
@@ -172,7 +175,7 @@ async def record(
                 delivery.endpoint_id,
             ),
         )
-        return str(row[0]) if row else "delivered"
+        return str(row[0]) if row else "superseded"
 
 
 async def dead_letter_overdue(conn: AsyncConnection[Any]) -> int:

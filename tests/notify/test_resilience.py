@@ -165,8 +165,9 @@ def test_dispatcher_sigkilled_and_two_replicas_lose_nothing(rig: DeliveryRig) ->
         rig.acknowledge(x)
     a.start()
     wait_until(
-        lambda: rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'")
-        == 150,
+        lambda: (
+            rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'") == 150
+        ),
         60,
         "all 150 events delivered and recorded",
     )
