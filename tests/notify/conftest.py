@@ -40,7 +40,8 @@ class DeliveryRig:
     def __post_init__(self) -> None:
         with psycopg.connect(self.database_url) as conn:
             conn.execute(
-                "INSERT INTO councils (council_id, name) VALUES (%s, 'Delivery tests')",
+                "INSERT INTO councils (council_id, name) VALUES (%s, 'Delivery tests')"
+                " ON CONFLICT DO NOTHING",
                 (self.council,),
             )
 
