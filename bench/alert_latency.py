@@ -4,6 +4,7 @@ the maximum ingest rate measured in the same run.
 Run from the repository root::
 
     .venv/bin/python -m bench.alert_latency [--seconds 60] [--workers 1] [--messages 60000]
+    .venv/bin/python -m bench.alert_latency --hanging-endpoint
 
 One private Mosquitto and one fresh database (migrated, 2,000 simulated devices registered) serve
 both phases; the helpers are those of ``bench.drain``.
@@ -17,11 +18,26 @@ both phases; the helpers are those of ``bench.drain``.
    ``--fraction`` for ``--seconds``, every reading stamped with the time it is published.
    ``--crossing-gauges`` gauges follow a square wave (half of every ``--cycle`` above, half
    below), so alerts open and clear all along; the other gauges stay below 0.8.
+   **Delivery** (unless ``--no-delivery``): one ``placewatch notify`` replica runs beside them,
+   and a teams file applied for the bench council routes the rule's alerts to one team whose
+   webhook endpoint is a receiver inside this process (``bench.webhook_receiver``): it checks
+   every request's Standard Webhooks signature with the ``standardwebhooks`` library, answers
+   204 at once and notes, per webhook-id, ``time.time()`` when the body was read and the event
+   (type, alert id, sequence). With ``--hanging-endpoint`` a second team, routed the same
+   alerts, has an endpoint that accepts connections and never answers; the dispatcher runs with
+   ``PLACEWATCH_NOTIFY_TIMEOUT_S`` = ``--notify-timeout`` (10).
 3. Once everything is stored and the rules inbox is empty, per alert:
    commit -> alert = ``alerts.created_at - alerts.trigger_committed_at`` (both clock_timestamp(),
    just before each commit) and publish -> alert = ``created_at - opened_at`` (the triggering
    reading's event time, i.e. its publish time). The alerts are checked against the transitions
    the publisher generated: each expected alert opened exactly once, at the right reading.
+4. Once every alert event is fanned out and the receiver's deliveries are settled, per event
+   received (opened and resolved): commit -> webhook received = receive time -
+   ``webhook_deliveries.event_committed_at`` (the outbox row's clock_timestamp(), in the alert
+   change's transaction), and publish -> webhook received = receive time - ``alerts.opened_at``
+   (opened events) or ``resolved_at`` (resolved events: the clearing reading's publish time).
+   Checked: every event fanned out to the receiver's endpoint and delivered, each webhook-id
+   received exactly once with the event its delivery holds, every signature verified.
 
 Results go to stdout and to ``bench/results/alert-latency-<timestamp>.json``; everything started is
 stopped and the database dropped, also on Ctrl-C or SIGTERM.
@@ -36,6 +52,7 @@ import math
 import os
 import random
 import resource
+import secrets
 import select
 import shlex
 import signal
@@ -48,6 +65,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +87,13 @@ from bench.drain import (
     metric_sums,
     process_cpu_seconds,
 )
+from bench.webhook_receiver import HangingReceiver, Received, TimingReceiver
+from notify.signing import new_secret
 from placewatch.kinds import KINDS, Kind
 from placewatch.settings import Settings
 from simulators.basic import ReadingGenerator, fleet
 from storage.registry import DeviceSpec
+from teams.config import TeamsFile, apply_teams
 from tests.support.ingest import IngestProcess
 from tests.support.postgres import ADMIN_URL
 from tests.support.traffic import dead_letters, distinct_readings, stored_readings
@@ -116,6 +137,27 @@ WORKER_METRICS = (
     "placewatch_rules_too_late_total",
     f"{LAG_METRIC}_sum",
     f"{LAG_METRIC}_count",
+)
+# Delivery: the team that receives the rule's alerts, and the one whose endpoint hangs.
+RECEIVER_TEAM = "bench-flood-ops"
+RECEIVER_HOOK = "bench-receiver"
+HANGING_TEAM = "bench-hanging-ops"
+HANGING_HOOK = "bench-hanging"
+# The endpoints' secret reaches apply_teams through secret_env, as in a deployment; the
+# services' environments drop PLACEWATCH_* variables of this process, so it goes no further.
+SECRET_ENV = "PLACEWATCH_BENCH_WEBHOOK_SECRET"
+NOTIFY_CLIENT_ID = "bench-notify"
+COMMIT_TO_DELIVERY_METRIC = "placewatch_notify_commit_to_delivery_seconds"
+NOTIFY_METRICS = (
+    "placewatch_notify_events_total",
+    "placewatch_notify_events_unrouted_total",
+    "placewatch_notify_attempts_total",
+    "placewatch_notify_delivered_total",
+    "placewatch_notify_dead_total",
+    "placewatch_notify_db_errors_total",
+    "placewatch_notify_errors_total",
+    f"{COMMIT_TO_DELIVERY_METRIC}_sum",
+    f"{COMMIT_TO_DELIVERY_METRIC}_count",
 )
 
 
@@ -567,9 +609,22 @@ class AlertLatencyBench:
         self.problems = self.d.problems
         self.stamp = datetime.now(UTC).strftime("alert-latency-%Y%m%dT%H%M%SZ")
         self.backends = Backends(0, {})
+        self.receiver: TimingReceiver | None = None
+        self.hanging: HangingReceiver | None = None
+        self.notify: IngestProcess | None = None
 
     def cleanup(self) -> None:
-        self.d.cleanup()
+        try:
+            self.d.cleanup()  # the services (the dispatcher too), broker, database, work dir
+        finally:
+            if self.receiver is not None:
+                self.receiver.stop()
+            if self.hanging is not None:
+                self.hanging.close()
+
+    @property
+    def delivery(self) -> bool:
+        return not self.args.no_delivery
 
     # -- phase 1 ---------------------------------------------------------------------------------
 
@@ -592,6 +647,63 @@ class AlertLatencyBench:
                 raise BenchError(f"{row[0]} alerts before the live phase")
             conn.execute("VACUUM ANALYZE devices")
             conn.execute("CHECKPOINT")
+
+    def setup_delivery(self) -> dict[str, Any]:
+        """Start the receivers and apply the teams file: one team routed the rule's alerts,
+        pointing at the timing receiver; with --hanging-endpoint a second, at the hanging one."""
+        secret = new_secret()
+        self.receiver = TimingReceiver(secret)
+        self.receiver.start()
+        route = {"kinds": ["flood_level"], "rules": [RULE_ID]}
+        teams: list[dict[str, Any]] = [
+            {
+                "id": RECEIVER_TEAM,
+                "name": "Bench flood operations",
+                "routes": [route],
+                "webhooks": [
+                    {"id": RECEIVER_HOOK, "url": self.receiver.url, "secret_env": SECRET_ENV}
+                ],
+            }
+        ]
+        if self.args.hanging_endpoint:
+            self.hanging = HangingReceiver()
+            teams.append(
+                {
+                    "id": HANGING_TEAM,
+                    "name": "Bench team with a hanging endpoint",
+                    "routes": [route],
+                    "webhooks": [
+                        {"id": HANGING_HOOK, "url": self.hanging.url, "secret_env": SECRET_ENV}
+                    ],
+                }
+            )
+        spec = TeamsFile.model_validate({"council": COUNCIL, "teams": teams})
+        os.environ[SECRET_ENV] = secret
+        try:
+            with self.d.connect() as conn:
+                applied = apply_teams(conn, spec)
+                endpoints = conn.execute(
+                    "SELECT endpoint_id, url, max_concurrency FROM webhook_endpoints"
+                    " ORDER BY endpoint_id"
+                ).fetchall()
+                leftovers = conn.execute(
+                    "SELECT (SELECT count(*) FROM alert_outbox),"
+                    " (SELECT count(*) FROM webhook_deliveries)"
+                ).fetchone()
+        finally:
+            del os.environ[SECRET_ENV]
+        if leftovers and any(leftovers):
+            raise BenchError(f"outbox/deliveries not empty before the live phase: {leftovers}")
+        return {
+            "teams": applied.teams,
+            "route": route,
+            "endpoints": [
+                {"endpoint_id": e, "url": u, "max_concurrency": c} for e, u, c in endpoints
+            ],
+            "notify_timeout_s": self.args.notify_timeout,
+            "hanging_endpoint": self.args.hanging_endpoint,
+            "packages": {p: metadata.version(p) for p in ("httpx", "standardwebhooks")},
+        }
 
     # -- phase 2 ---------------------------------------------------------------------------------
 
@@ -624,6 +736,21 @@ class AlertLatencyBench:
             self.d.ingests.append(worker)
             self.start(worker)  # database reachable
             workers.append(worker)
+        if self.delivery:
+            self.notify = IngestProcess(
+                self.d.db_url,
+                self.d.broker.port,
+                "unused",
+                NOTIFY_CLIENT_ID,
+                self.d.workdir,
+                command=("notify",),
+                extra_env={
+                    "PLACEWATCH_LINK_SECRET": secrets.token_urlsafe(32),
+                    "PLACEWATCH_NOTIFY_TIMEOUT_S": f"{self.args.notify_timeout:g}",
+                },
+            )
+            self.d.ingests.append(self.notify)
+            self.start(self.notify)  # both loops connected
         return ingest, workers
 
     def start(self, proc: IngestProcess) -> None:
@@ -664,13 +791,15 @@ class AlertLatencyBench:
             meter = CpuMeter(self.d.dbname, self.d.broker_pid, {watch.info.backend_pid})
             assert self.d.db_url is not None
             pg_port = int(psycopg.conninfo.conninfo_to_dict(self.d.db_url).get("port") or 5432)
-            self.backends = Backends(
-                pg_port, {"ingest": [ingest.pid], "workers": [w.pid for w in workers]}
-            )
+            services = {"ingest": [ingest.pid], "workers": [w.pid for w in workers]}
+            if self.notify is not None:
+                services["notify"] = [self.notify.pid]
+            self.backends = Backends(pg_port, services)
             self.backends.sample(watch, baseline=True)
             cpu0 = {
                 "ingest": process_cpu_seconds(ingest.pid),
                 "rules workers": sum(process_cpu_seconds(w.pid) for w in workers),
+                "notify": process_cpu_seconds(self.notify.pid if self.notify else None),
             }
             log = (self.d.workdir / "publisher.log").open("wb")
             child = subprocess.Popen(
@@ -703,7 +832,12 @@ class AlertLatencyBench:
                     progress.update(
                         int(s["received"]),
                         f"evaluated {s['evaluated']:,} alerts {s['alerts_opened']:,}"
-                        f" inbox {s['inbox_rows']:,}",
+                        f" inbox {s['inbox_rows']:,}"
+                        + (
+                            f" webhooks {s['webhooks_received']:,}"
+                            if "webhooks_received" in s
+                            else ""
+                        ),
                     )
                     meter.sample_postgres()
                 time.sleep(0.1)
@@ -715,6 +849,13 @@ class AlertLatencyBench:
                     "rules workers": sum(process_cpu_seconds(w.pid) for w in workers)
                     - cpu0["rules workers"]
                 },
+                **(
+                    {
+                        "notify": process_cpu_seconds(self.notify.pid) - cpu0["notify"],
+                    }
+                    if self.notify is not None
+                    else {}
+                ),
             )
             self.backends.sample(watch)
             cpu |= {f"of which postgres for {k}": v for k, v in self.backends.totals().items()}
@@ -737,17 +878,36 @@ class AlertLatencyBench:
                     f"{published['all_acked']}, refused: {published['refused_by_broker']}"
                 )
             catch_up = self.catch_up(watch, ingest, workers, published["sent"], t0, trace)
+            if self.notify is not None:
+                catch_up |= self.delivery_catch_up(watch, ingest, workers, t0, trace)
             pg_after = self.pg_activity(watch)
         worker_pages = [w.http("/metrics")[1] for w in workers]
         ingest_m = metric_sums(ingest.http("/metrics")[1], *INGEST_METRICS)
         worker_m = metric_sums("\n".join(worker_pages), *WORKER_METRICS)
         lag_buckets = histogram(worker_pages, LAG_METRIC)
+        notify: dict[str, Any] = {}
+        if self.notify is not None:
+            page = self.notify.http("/metrics")[1]
+            buckets = histogram([page], COMMIT_TO_DELIVERY_METRIC)
+            notify = {
+                "metrics": metric_sums(page, *NOTIFY_METRICS),
+                "commit_to_delivery_histogram": buckets,
+                "commit_to_delivery_p50": bucket_quantile(buckets, 0.5),
+                "commit_to_delivery_p99": bucket_quantile(buckets, 0.99),
+            }
+            started = time.monotonic()
+            # Stopping waits for attempts under way (a hanging endpoint's: up to its timeout).
+            rc = self.notify.terminate(self.args.notify_timeout + 60)
+            notify["stop_seconds"] = round(time.monotonic() - started, 2)
+            if rc != 0:
+                self.problems.append(f"notify exited {rc}")
         for proc in (*workers, ingest):
             rc = proc.terminate(60)
             if rc != 0:
                 self.problems.append(f"{proc.command[0]} {proc.client_id} exited {rc}")
         self.d.end_session(LIVE_CLIENT_ID)
         return {
+            "notify": notify,
             "rate_target": round(rate, 1),
             "messages_planned": n,
             "publisher": {k: v for k, v in published.items() if k != "expected"},
@@ -774,7 +934,7 @@ class AlertLatencyBench:
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
     def check_alive(self, ingest: IngestProcess, workers: list[IngestProcess]) -> None:
-        for proc in (ingest, *workers):
+        for proc in (ingest, *workers, *([self.notify] if self.notify else [])):
             if not proc.alive():
                 raise BenchError(f"{proc.command[0]} {proc.client_id} exited:\n{proc.log_tail()}")
 
@@ -796,7 +956,15 @@ class AlertLatencyBench:
         self.backends.sample(watch)
         pg = self.backends.totals()
         runq = self.backends.waits()
-        return {
+        delivery: dict[str, Any] = {}
+        if self.notify is not None and self.receiver is not None:
+            delivery = {
+                "webhooks_received": self.receiver.count(),
+                "cpu_notify": round(process_cpu_seconds(self.notify.pid), 2),
+                "cpu_pg_notify": pg.get("notify", 0.0),
+                "runq_notify": runq.get("notify", 0.0),
+            }
+        return delivery | {
             "t": round(at, 2),
             "received": int(im["placewatch_ingest_received_total"]),
             "stored": int(im["placewatch_ingest_stored_total"]),
@@ -857,6 +1025,43 @@ class AlertLatencyBench:
             "seconds_to_all_evaluated": round(time.monotonic() - started, 2),
         }
 
+    def delivery_catch_up(
+        self,
+        watch: psycopg.Connection[tuple[Any, ...]],
+        ingest: IngestProcess,
+        workers: list[IngestProcess],
+        t0: float,
+        trace: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """After the rules have caught up (every alert change committed): until the outbox is
+        empty and none of the receiver's deliveries is pending (a hanging endpoint's may be)."""
+        assert self.receiver is not None
+        started = time.monotonic()
+        deadline = started + self.args.timeout
+        last: tuple[Any, ...] | None = None
+        while True:
+            self.check_alive(ingest, workers)
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"deliveries not settled {self.args.timeout} s after the rules caught up "
+                    f"(outbox, pending, delivered, received): {last}"
+                )
+            row = watch.execute(
+                """SELECT (SELECT count(*) FROM alert_outbox),
+                          count(*) FILTER (WHERE state = 'pending'),
+                          count(*) FILTER (WHERE state = 'delivered')
+                   FROM webhook_deliveries WHERE endpoint_id = %s""",
+                (RECEIVER_HOOK,),
+            ).fetchone()
+            assert row is not None
+            last = (*row, self.receiver.count())
+            if row[0] == 0 and row[1] == 0:
+                break
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            trace.append(self.sample(watch, ingest, workers, time.monotonic() - t0))
+        return {"seconds_to_all_delivered": round(time.monotonic() - started, 2)}
+
     def pg_activity(self, conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
         """Checkpoints (whole server) and autovacuum/autoanalyze runs per table (this database),
         to tell latency spikes that coincide with them."""
@@ -882,8 +1087,12 @@ class AlertLatencyBench:
                           state, rule_id
                    FROM alerts ORDER BY alert_id"""
             ).fetchall()
+            # Outbox rows still there, and those the dispatcher fanned out (and deleted): every
+            # event is routed to the receiver's endpoint, so each counts once.
             outbox_opened = conn.execute(
-                "SELECT count(*) FROM alert_outbox WHERE event = 'opened'"
+                """SELECT (SELECT count(*) FROM alert_outbox WHERE event = 'opened')
+                        + (SELECT count(DISTINCT outbox_id) FROM webhook_deliveries
+                           WHERE event = 'opened')"""
             ).fetchone()
             rows = stored_readings(conn, COUNCIL)
             distinct = distinct_readings(conn, COUNCIL)
@@ -945,6 +1154,213 @@ class AlertLatencyBench:
                 ]
             ],
             "verification": verification,
+        }
+
+    def analyse_delivery(self, live: dict[str, Any]) -> dict[str, Any]:
+        """Per alert event received: commit -> webhook received and publish -> webhook received,
+        with where the time went; then the checks (every event fanned out and delivered, each
+        webhook-id received once with its delivery's event, every signature verified)."""
+        assert self.receiver is not None
+        with self.d.connect() as conn:
+            deliveries = conn.execute(
+                """SELECT d.delivery_id, d.webhook_id, d.endpoint_id, d.event, d.alert_id,
+                          d.outbox_id, d.state, d.attempts, d.event_committed_at, d.created_at,
+                          d.delivered_at, a.opened_at, a.resolved_at,
+                          (SELECT t.started_at FROM webhook_attempts t
+                           WHERE t.delivery_id = d.delivery_id AND t.status BETWEEN 200 AND 299
+                           ORDER BY t.id LIMIT 1) AS ok_started_at,
+                          (SELECT count(*) FILTER (WHERE t.status BETWEEN 200 AND 299)
+                           FROM webhook_attempts t WHERE t.delivery_id = d.delivery_id)
+                          AS ok_attempts
+                   FROM webhook_deliveries d JOIN alerts a USING (alert_id)
+                   ORDER BY d.delivery_id"""
+            ).fetchall()
+            attempts = conn.execute(
+                """SELECT d.endpoint_id,
+                          CASE WHEN t.status BETWEEN 200 AND 299 THEN 'success'
+                               WHEN t.status IS NOT NULL THEN 'http_error'
+                               WHEN t.error LIKE 'timed out%' THEN 'timeout'
+                               ELSE 'error' END,
+                          count(*), round(max(t.latency_ms)::numeric, 1)
+                   FROM webhook_attempts t JOIN webhook_deliveries d USING (delivery_id)
+                   GROUP BY 1, 2 ORDER BY 1, 2"""
+            ).fetchall()
+            events = dict(
+                conn.execute("SELECT event, count(*) FROM alert_events GROUP BY event").fetchall()
+            )
+            row = conn.execute("SELECT count(*) FROM alert_outbox").fetchone()
+            outbox_left = int(row[0]) if row else -1
+            endpoints = conn.execute(
+                """SELECT endpoint_id, consecutive_failures, circuit_open_until
+                   FROM webhook_endpoints ORDER BY endpoint_id"""
+            ).fetchall()
+        received = self.receiver.received()
+        phase_start = _dt(live["publisher"]["first_publish_at"])
+        assert phase_start is not None
+        mine = [d for d in deliveries if d[2] == RECEIVER_HOOK]
+        commit_to_received: dict[str, list[float]] = defaultdict(list)
+        publish_to_received: dict[str, list[float]] = defaultdict(list)
+        parts: dict[str, list[float]] = defaultdict(list)
+        windows: dict[int, list[float]] = defaultdict(list)
+        slowest: list[tuple[float, dict[str, Any]]] = []
+        by_alert: dict[int, list[Received]] = defaultdict(list)
+        not_received = wrong_event = not_delivered = not_once = 0
+        examples: list[str] = []
+        for (
+            _id,
+            webhook_id,
+            _ep,
+            event,
+            alert_id,
+            outbox_id,
+            state,
+            n_attempts,
+            committed,
+            fanned,
+            delivered,
+            opened_at,
+            resolved_at,
+            ok_started,
+            ok_attempts,
+        ) in mine:
+            if state != "delivered":
+                not_delivered += 1
+                examples.append(f"{webhook_id} ({event} of alert {alert_id}) is {state}")
+            if ok_attempts != 1:
+                not_once += 1
+                examples.append(f"{webhook_id}: {ok_attempts} successful attempts")
+            got = received.get(webhook_id)
+            if got is None:
+                not_received += 1
+                examples.append(f"{webhook_id} ({event} of alert {alert_id}) never received")
+                continue
+            if (got.type, got.alert_id, got.sequence) != (f"alert.{event}", alert_id, outbox_id):
+                wrong_event += 1
+                examples.append(
+                    f"{webhook_id}: received {got.type} alert {got.alert_id} seq {got.sequence},"
+                    f" delivery holds {event} alert {alert_id} seq {outbox_id}"
+                )
+            by_alert[alert_id].append(got)
+            lat = got.received_at - committed.timestamp()
+            commit_to_received["all"].append(lat)
+            commit_to_received[event].append(lat)
+            happened = {"opened": opened_at, "resolved": resolved_at}.get(event)
+            if happened is not None:
+                publish_to_received[event].append(got.received_at - happened.timestamp())
+            windows[int((committed - phase_start).total_seconds() // WINDOW_S)].append(lat)
+            split = {
+                "commit_to_fanned_out": (fanned - committed).total_seconds(),
+                "fanned_out_to_attempt": (ok_started - fanned).total_seconds()
+                if ok_started
+                else None,
+                "attempt_to_received": got.received_at - ok_started.timestamp()
+                if ok_started
+                else None,
+                "received_to_recorded": delivered.timestamp() - got.received_at
+                if delivered
+                else None,
+            }
+            for k, v in split.items():
+                if v is not None:
+                    parts[k].append(v)
+            if delivered is not None:
+                parts["commit_to_recorded_db_clock"].append((delivered - committed).total_seconds())
+            slowest.append(
+                (
+                    lat,
+                    {
+                        "ms": round(1000 * lat, 1),
+                        "event": event,
+                        "alert_id": alert_id,
+                        "attempts": n_attempts,
+                        "committed_s_into_phase": round(
+                            (committed - phase_start).total_seconds(), 2
+                        ),
+                        **{
+                            f"{k}_ms": round(1000 * v, 1) if v is not None else None
+                            for k, v in split.items()
+                        },
+                    },
+                )
+            )
+        slowest.sort(key=lambda x: -x[0])
+        out_of_order = sum(
+            1
+            for got in by_alert.values()
+            if [g.sequence for g in sorted(got, key=lambda g: g.received_at)]
+            != sorted(g.sequence for g in got)
+        )
+        ids = {d[1] for d in mine}
+        unknown = [w for w in received if w not in ids]
+        event_counts = Counter(d[3] for d in mine)
+        unrouted = {
+            e: (n, event_counts.get(e, 0)) for e, n in events.items() if event_counts.get(e, 0) != n
+        }
+        rx = self.receiver.summary()
+        checks = {
+            "alert_events": events,
+            "deliveries_to_receiver": dict(event_counts),
+            "outbox_rows_left": outbox_left,
+            "events_without_a_delivery_to_receiver": unrouted,
+            "not_delivered": not_delivered,
+            "not_exactly_one_successful_attempt": not_once,
+            "delivered_but_not_received": not_received,
+            "received_but_no_such_delivery": len(unknown),
+            "received_event_differs_from_delivery": wrong_event,
+            "alerts_with_events_received_out_of_order": out_of_order,
+            **rx,
+            "examples": examples[:10],
+        }
+        failed = {
+            k: v
+            for k, v in checks.items()
+            if v
+            and k
+            not in ("alert_events", "deliveries_to_receiver", "requests", "distinct_webhook_ids")
+        }
+        if failed:
+            self.problems.append(f"delivery checks: {failed}")
+        hanging: dict[str, Any] | None = None
+        if self.hanging is not None:
+            theirs = [d for d in deliveries if d[2] == HANGING_HOOK]
+            hanging = {
+                "deliveries": len(theirs),
+                "by_state": dict(Counter(d[6] for d in theirs)),
+                "attempts_made": sum(d[7] for d in theirs),
+                "connections_accepted": self.hanging.accepted,
+                "endpoint_state_at_end": [
+                    {"endpoint_id": e, "consecutive_failures": f, "circuit_open_until": c}
+                    for e, f, c in endpoints
+                    if e == HANGING_HOOK
+                ],
+            }
+            if any(d[6] == "delivered" for d in theirs):
+                self.problems.append("the hanging endpoint has delivered deliveries")
+        return {
+            "events_received": len(commit_to_received["all"]),
+            "commit_to_received_ms": stats_ms(commit_to_received["all"]),
+            "commit_to_received_ms_opened": stats_ms(commit_to_received["opened"]),
+            "commit_to_received_ms_resolved": stats_ms(commit_to_received["resolved"]),
+            "publish_to_received_ms_opened": stats_ms(publish_to_received["opened"]),
+            "publish_to_received_ms_resolved": stats_ms(publish_to_received["resolved"]),
+            "publish_to_received_ms_all": stats_ms(
+                publish_to_received["opened"] + publish_to_received["resolved"]
+            ),
+            "breakdown_ms": {k: stats_ms(v) for k, v in parts.items()},
+            "by_window": [
+                {
+                    "from_s": k * WINDOW_S,
+                    **{x: y for x, y in stats_ms(v).items() if x in ("count", "p50", "p99", "max")},
+                }
+                for k, v in sorted(windows.items())
+            ],
+            "slowest_commit_to_received": [x for _, x in slowest[:10]],
+            "attempts_by_endpoint": [
+                {"endpoint_id": e, "outcome": o, "count": n, "max_latency_ms": float(m)}
+                for e, o, n, m in attempts
+            ],
+            "hanging_endpoint": hanging,
+            "checks": checks,
         }
 
     def verify(
@@ -1050,14 +1466,26 @@ class AlertLatencyBench:
         r_max = drained["steady_msgs_per_s"] or drained["msgs_per_s"]
         rate = self.args.rate or r_max * self.args.fraction
         self.reset_tables()
+        delivery_setup = self.setup_delivery() if self.delivery else None
         print(
             f"live: {rate:,.0f} msg/s for {self.args.seconds:g} s, {self.args.workers} rules "
             f"worker(s), {self.args.crossing_gauges} gauges crossing {LEVEL_ABOVE} m every "
-            f"{self.args.cycle:g} s",
+            f"{self.args.cycle:g} s"
+            + (
+                f"; notify -> receiver{' + a hanging endpoint' if self.hanging else ''}"
+                if self.delivery
+                else ""
+            ),
             flush=True,
         )
         live = self.run_live(rate)
         figures = self.analyse(live)
+        if self.delivery:
+            figures["delivery"] = self.analyse_delivery(live)
+            for name in ("db_errors", "errors"):
+                value = live["notify"]["metrics"][f"placewatch_notify_{name}_total"]
+                if value:
+                    self.problems.append(f"notify: placewatch_notify_{name}_total = {value}")
         log_lines = self.scan_logs()
         self.d.stop_broker()
         pub = live["publisher"]
@@ -1079,6 +1507,7 @@ class AlertLatencyBench:
             "git_status_at_start": git_status,
             "setup": setup,
             "rule_file": RULES_YAML,
+            "delivery_setup": delivery_setup,
             "max_rate": {
                 "drain": drained,
                 "r_max_msgs_per_s": r_max,
@@ -1103,8 +1532,15 @@ class AlertLatencyBench:
                     "ingest_batch_linger_ms",
                     "rules_batch",
                     "rules_poll_s",
+                    "notify_batch",
+                    "notify_poll_s",
+                    "notify_timeout_s",
+                    "notify_backoff_base_s",
+                    "notify_breaker_failures",
+                    "notify_breaker_open_s",
                 )
-            },
+            }
+            | ({"notify_timeout_s": self.args.notify_timeout} if self.delivery else {}),
             "warning_log_lines": log_lines,
             "problems": self.problems,
         }
@@ -1137,17 +1573,61 @@ class AlertLatencyBench:
             f"({v['missing']} missing, {v['unexpected']} unexpected, {v['opened_twice']} twice, "
             f"{v['wrong_resolution']} resolved wrongly)"
         )
-        print(f"{'ms':<34}{'count':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
-        for label, key in (
-            ("reading commit -> alert commit", "commit_to_alert_ms"),
-            ("publish -> alert commit", "publish_to_alert_ms"),
-            ("publish -> reading commit (trig.)", "publish_to_commit_ms_triggering_readings"),
-        ):
-            s = f[key]
+        rows: list[tuple[str, dict[str, Any]]] = [
+            ("reading commit -> alert commit", f["commit_to_alert_ms"]),
+            ("publish -> alert commit", f["publish_to_alert_ms"]),
+            ("publish -> reading commit (trig.)", f["publish_to_commit_ms_triggering_readings"]),
+        ]
+        dl = f.get("delivery")
+        if dl is not None:
+            rows += [
+                ("alert commit -> webhook received", dl["commit_to_received_ms"]),
+                ("  opened events", dl["commit_to_received_ms_opened"]),
+                ("  resolved events", dl["commit_to_received_ms_resolved"]),
+                ("publish -> webhook received, opened", dl["publish_to_received_ms_opened"]),
+                ("publish -> webhook rcvd, resolved", dl["publish_to_received_ms_resolved"]),
+            ]
+        print(f"{'ms':<36}{'count':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
+        for label, s in rows:
             if s["count"]:
                 print(
-                    f"{label:<34}{s['count']:>7}{s['p50']:>9}{s['p95']:>9}{s['p99']:>9}"
+                    f"{label:<36}{s['count']:>7}{s['p50']:>9}{s['p95']:>9}{s['p99']:>9}"
                     f"{s['max']:>9}"
+                )
+        if dl is not None:
+            c = dl["checks"]
+            good = " (good endpoint, beside a hanging one)" if dl["hanging_endpoint"] else ""
+            events = sum(c["alert_events"].values())
+            found = [
+                f"{c['not_delivered']} not delivered",
+                f"{c['delivered_but_not_received']} not received",
+                f"{c['duplicate_requests']} duplicates",
+                f"{c['signature_failures']} signature failures",
+                f"{c['received_event_differs_from_delivery']} wrong events",
+                f"outbox left {c['outbox_rows_left']}",
+            ]
+            print(
+                f"webhooks{good}: {c['distinct_webhook_ids']:,} received for {events:,} alert "
+                f"events; {', '.join(found)}; settled "
+                f"{live['catch_up'].get('seconds_to_all_delivered')} s after the rules"
+            )
+            print(
+                "  where the time went, p50 / p99 ms: "
+                + ", ".join(
+                    f"{k} {v.get('p50')} / {v.get('p99')}" for k, v in dl["breakdown_ms"].items()
+                )
+            )
+            print(
+                f"  notify's own commit -> delivery histogram: p50 "
+                f"{live['notify']['commit_to_delivery_p50']}, p99 "
+                f"{live['notify']['commit_to_delivery_p99']}"
+            )
+            if dl["hanging_endpoint"]:
+                h = dl["hanging_endpoint"]
+                print(
+                    f"  hanging endpoint: {h['deliveries']} deliveries {h['by_state']}, "
+                    f"{h['attempts_made']} attempts, {h['connections_accepted']} connections "
+                    f"accepted; notify took {live['notify']['stop_seconds']} s to stop"
                 )
         print(
             "slowest devices, mean commit -> alert ms (alerts): "
@@ -1238,8 +1718,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="broker config (default: broker/mosquitto.conf or PLACEWATCH_TEST_MOSQUITTO_CONF)",
     )
+    p.add_argument(
+        "--hanging-endpoint",
+        action="store_true",
+        help="also route the alerts to a second team whose endpoint never answers",
+    )
+    p.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=10,
+        help="PLACEWATCH_NOTIFY_TIMEOUT_S for the dispatcher (10)",
+    )
+    p.add_argument(
+        "--no-delivery",
+        action="store_true",
+        help="no dispatcher and no receiver: the rules figures alone, as before",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep logs and broker data")
     args = p.parse_args(argv)
+    if args.notify_timeout <= 0:
+        p.error("--notify-timeout must be positive")
+    if args.no_delivery and args.hanging_endpoint:
+        p.error("--hanging-endpoint needs delivery (drop --no-delivery)")
     if args.messages < 1 or args.seconds <= 0 or args.workers < 1 or args.cycle <= 0:
         p.error("--messages, --seconds, --workers and --cycle must be positive")
     if not 0 < args.crossing_gauges <= args.per_kind:

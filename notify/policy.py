@@ -18,7 +18,8 @@ class RetryPolicy:
         """Delay before the next attempt after ``attempts`` failed ones: exponential, capped,
         with "equal jitter" (between half and all of it) so that the deliveries of an
         endpoint that comes back do not all return at the same instant."""
-        ceiling = min(self.max_s, self.base_s * 2 ** max(0, attempts - 1))
+        # The exponent is bounded before the power: 2**1024 is past a float.
+        ceiling = min(self.max_s, self.base_s * 2 ** min(max(0, attempts - 1), 62))
         return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
 
     def slots(
@@ -44,12 +45,13 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        # Bounded (the caller caps it again at the backoff maximum): a day is plenty.
+        return timedelta(seconds=min(int(value), 86_400))
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(timedelta(0), when - now) if when.tzinfo else None
+    return min(max(timedelta(0), when - now), timedelta(days=1)) if when.tzinfo else None

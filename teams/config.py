@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 
 from notify.signing import new_secret, secret_key
 from placewatch.kinds import KINDS
-from placewatch.yamlconfig import ConfigLoadError, ConfigProblem, load_yaml
+from placewatch.yamlconfig import ConfigLoadError, ConfigProblem, load_yaml, locate
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Severity = Literal["info", "warning", "critical"]
@@ -87,16 +87,6 @@ class TeamsFile(_Strict):
             raise ValueError("'*' means every resident and cannot be a group id")
         return groups
 
-    @model_validator(mode="after")
-    def _references(self) -> TeamsFile:
-        for what, ids in (
-            ("team", [t.id for t in self.teams]),
-            ("webhook", [w.id for t in self.teams for w in t.webhooks]),
-        ):
-            if repeated := sorted({i for i in ids if ids.count(i) > 1}):
-                raise ValueError(f"{what} ids repeat: {', '.join(repeated)}")
-        return self
-
 
 _ADAPTER = TypeAdapter(TeamsFile)
 
@@ -108,7 +98,31 @@ def load_teams_file(path: Path) -> TeamsFile:
         raise ConfigLoadError(problems)
     if loaded.value is None:
         raise ConfigLoadError([ConfigProblem(str(path), None, "", "the file is empty")])
-    return loaded.value
+    spec = loaded.value
+    # Ids are unique across the file; a repeat is reported where it is, naming the first.
+    for what, places in (
+        ("team", [(("teams", i, "id"), t.id) for i, t in enumerate(spec.teams)]),
+        (
+            "webhook",
+            [
+                (("teams", i, "webhooks", j, "id"), w.id)
+                for i, t in enumerate(spec.teams)
+                for j, w in enumerate(t.webhooks)
+            ],
+        ),
+    ):
+        first: dict[str, int | None] = {}
+        for loc, ident in places:
+            line = loaded.line_of(loc)
+            if ident in first:
+                field = locate(loaded.doc, loc, ())[0]
+                message = f"{what} id {ident!r} is already used at line {first[ident]}"
+                problems.append(ConfigProblem(str(path), line, field, message))
+            else:
+                first[ident] = line
+    if problems:
+        raise ConfigLoadError(problems)
+    return spec
 
 
 def _secret_from(spec: WebhookSpec) -> str | None:

@@ -109,11 +109,16 @@ def test_routes_send_each_team_only_its_alerts(rig: DeliveryRig) -> None:
         """
     )
     rig.dispatcher()
-    home = {"kind": "home_activity", "site": None}
-    a_north = rig.open_alert("inactivity", resident="res-2", **home)
-    a_south_warn = rig.open_alert("inactivity", resident="res-3", **home)
-    a_south_crit = rig.open_alert("fall", resident="res-3", severity="critical", **home)
-    a_nobody = rig.open_alert("inactivity", resident="res-9", **home)
+
+    def home(rule: str, resident: str, severity: str = "warning") -> int:
+        return rig.open_alert(
+            rule, resident=resident, kind="home_activity", site=None, severity=severity
+        )
+
+    a_north = home("inactivity", "res-2")
+    a_south_warn = home("inactivity", "res-3")
+    a_south_crit = home("fall", "res-3", "critical")
+    a_nobody = home("inactivity", "res-9")
     a_bin = rig.open_alert("bin-full")
     a_info = rig.open_alert("bin-info", severity="info")
     a_flood = rig.open_alert("river", kind="flood_level", severity="critical")
