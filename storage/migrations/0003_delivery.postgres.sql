@@ -1,0 +1,2 @@
+-- 0003 has nothing flavour-specific: teams, routes, endpoints, deliveries, keys and the access
+-- audit are small, row-updated tables (not time series), plain tables on both flavours.
