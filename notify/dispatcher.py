@@ -252,6 +252,14 @@ class Dispatcher:
                 metrics.DELIVERED.labels(ep).inc()
                 lag = datetime.now(UTC) - delivery.event_committed_at
                 metrics.COMMIT_TO_DELIVERY.observe(lag.total_seconds())
+            elif state == "pending":
+                log.info(
+                    "delivery %s to %s: attempt %d failed (%s); will retry",
+                    delivery.webhook_id,
+                    ep,
+                    delivery.attempts,
+                    attempt.error,
+                )
             elif state == "dead":
                 metrics.DEAD.labels(ep).inc()
                 log.warning(

@@ -22,3 +22,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at INFO: one line per webhook attempt, which the dispatcher's own
+    # records and metrics already cover (failures are logged by the dispatcher).
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
