@@ -41,13 +41,12 @@ from notify.store import (
 )
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
-from placewatch.supervise import supervise
+from placewatch.supervise import Body, counting, supervise, worker_connection
 
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "placewatch_alert_outbox"
 _HOUSEKEEPING_EVERY = timedelta(seconds=5)
-_IDLE_IN_TX_MS = 60_000
 
 
 def policy_of(settings: Settings) -> RetryPolicy:
@@ -112,29 +111,16 @@ class Dispatcher:
         log.info("webhook dispatcher stopped")
 
     async def _connect(self) -> AsyncConnection[Any]:
-        return await AsyncConnection.connect(
-            self.settings.database_url,
-            autocommit=True,
-            application_name="placewatch-notify",
-            options=f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
-            keepalives=1,
-            keepalives_idle=30,
-        )
+        return await worker_connection(self.settings.database_url, "placewatch-notify")
 
-    async def _supervise(self, name: str, body: Any) -> None:
-        def counted(loop: str, transient: bool) -> None:
-            if transient:
-                metrics.DB_ERRORS.inc()
-            else:
-                metrics.ERRORS.labels(loop).inc()
-
+    async def _supervise(self, name: str, body: Body) -> None:
         await supervise(
             name,
             self._connect,
             body,
             self.stopping,
             self._ok,
-            on_error=counted,
+            on_error=counting(metrics.DB_ERRORS, metrics.ERRORS),
             max_backoff_s=self.settings.ingest_retry_max_s,
         )
 

@@ -12,11 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from prometheus_client import Counter
 from psycopg import AsyncConnection
 
 from ingest.store import is_transient
 
 log = logging.getLogger(__name__)
+
+_IDLE_IN_TX_MS = 60_000
 
 Body = Callable[[AsyncConnection[Any]], Awaitable[None]]
 
@@ -53,3 +56,30 @@ async def supervise(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), backoff)
             backoff = min(backoff * 2, max_backoff_s) * random.uniform(0.8, 1.2)
+
+
+async def worker_connection(url: str, application_name: str) -> AsyncConnection[Any]:
+    """A worker loop's connection: autocommit (transactions are explicit), TCP keepalives, and
+    an idle-in-transaction timeout so that a worker that hangs (paused, partitioned) does not
+    hold its locks for ever."""
+    return await AsyncConnection.connect(
+        url,
+        autocommit=True,
+        application_name=application_name,
+        options=f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
+        keepalives=1,
+        keepalives_idle=30,
+    )
+
+
+def counting(db_errors: Counter, errors: Counter, label: str = "{}") -> Callable[[str, bool], None]:
+    """An ``on_error`` for :func:`supervise` that counts database errors, and other errors by
+    loop (``errors`` has one label, ``label`` formats the loop's name into it)."""
+
+    def count(loop: str, transient: bool) -> None:
+        if transient:
+            db_errors.inc()
+        else:
+            errors.labels(label.format(loop)).inc()
+
+    return count

@@ -28,7 +28,7 @@ from ingest.heartbeat import HEARTBEAT_GAP_S
 from ingest.writer import RULES_CHANNEL
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
-from placewatch.supervise import supervise
+from placewatch.supervise import counting, supervise, worker_connection
 from rules import metrics
 from rules.loader import RuleLoadError, RuleSet, default_rules_dir, load_rules
 from rules.stream import Outcome, claim, evaluate_claims
@@ -44,7 +44,6 @@ from rules.sweeps import (
 
 log = logging.getLogger(__name__)
 
-_IDLE_IN_TX_MS = 60_000
 _SWEEP_GAP = timedelta(milliseconds=100)
 # An ingest not heard of for this long is taken as retired (it no longer holds silence back).
 _FORGET_INGEST_S = 3600.0
@@ -118,32 +117,19 @@ class RulesWorker:
         log.info("rules worker stopped")
 
     async def _connect(self) -> AsyncConnection[Any]:
-        return await AsyncConnection.connect(
-            self.settings.database_url,
-            autocommit=True,
-            application_name="placewatch-rules",
-            # A worker that hangs (paused, partitioned) must not hold its device locks for ever.
-            options=f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
-            keepalives=1,
-            keepalives_idle=30,
-        )
+        return await worker_connection(self.settings.database_url, "placewatch-rules")
 
     async def _supervise(
         self, name: str, body: Callable[[AsyncConnection[Any]], Awaitable[None]]
     ) -> None:
-        def counted(loop: str, transient: bool) -> None:
-            if transient:
-                metrics.DB_ERRORS.inc()
-            else:
-                metrics.ERRORS.labels(f"({loop})").inc()
-
         await supervise(
             name,
             self._connect,
             body,
             self.stopping,
             self._ok,
-            on_error=counted,
+            # Labelled "(stream)", "(sweeps)": apart from the rule ids that share the label.
+            on_error=counting(metrics.DB_ERRORS, metrics.ERRORS, "({})"),
             max_backoff_s=self.settings.ingest_retry_max_s,
         )
 

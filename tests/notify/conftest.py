@@ -158,6 +158,26 @@ class DeliveryRig:
         return self.query("SELECT * FROM webhook_deliveries ORDER BY delivery_id")
 
 
+def one_team(rig: DeliveryRig, *receivers: ReferenceReceiver | str) -> None:
+    """One operations team for bin alerts with an endpoint per receiver (hook0, hook1, ...)."""
+    urls = [r if isinstance(r, str) else r.url for r in receivers]
+    hooks = "\n".join(
+        f'              - {{id: hook{i}, url: "{u}", secret_env: RIG_SECRET}}'
+        for i, u in enumerate(urls)
+    )
+    rig.teams(
+        f"""
+        council: COUNCIL
+        teams:
+          - id: ops
+            name: Operations
+            routes: [{{kinds: [bin_fill]}}]
+            webhooks:
+{hooks}
+        """
+    )
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
     """Poll until ``check()``; returns the seconds it took, fails the test with ``what``."""
     start = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.notify.conftest import DeliveryRig, wait_until
+from tests.notify.conftest import DeliveryRig, one_team, wait_until
 from tests.support.receivers import ReferenceReceiver
 
 SCHEMA = json.loads(
@@ -17,17 +17,7 @@ SCHEMA = json.loads(
 
 def test_signed_event_verified_by_reference_receiver(rig: DeliveryRig) -> None:
     receiver = rig.receiver()
-    rig.teams(
-        f"""
-        council: COUNCIL
-        teams:
-          - id: ops-{rig.council}
-            name: Operations
-            routes: [{{kinds: [bin_fill]}}]
-            webhooks:
-              - {{id: ops-{rig.council}, url: "{receiver.url}", secret_env: RIG_SECRET}}
-        """
-    )
+    one_team(rig, receiver)
     rig.dispatcher()
     alert_id = rig.open_alert()
     wait_until(lambda: len(receiver.events()) == 1, 20, "the event reached the receiver")
@@ -57,17 +47,7 @@ def test_signed_event_verified_by_reference_receiver(rig: DeliveryRig) -> None:
 
 def test_wrong_secret_is_refused_and_retried_not_lost(rig: DeliveryRig) -> None:
     receiver = rig.receiver()
-    rig.teams(
-        f"""
-        council: COUNCIL
-        teams:
-          - id: ops
-            name: Operations
-            routes: [{{kinds: [bin_fill]}}]
-            webhooks:
-              - {{id: ops-hook, url: "{receiver.url}", secret_env: RIG_SECRET}}
-        """
-    )
+    one_team(rig, receiver)
     rig.query("UPDATE webhook_endpoints SET secret = %s RETURNING 1", "whsec_" + "A" * 43 + "=")
     rig.dispatcher()
     rig.open_alert()

@@ -8,27 +8,8 @@ import subprocess
 import sys
 from collections import Counter
 
-from tests.notify.conftest import DeliveryRig, wait_until
+from tests.notify.conftest import DeliveryRig, one_team, wait_until
 from tests.support.receivers import ReferenceReceiver
-
-
-def one_team(rig: DeliveryRig, *receivers: ReferenceReceiver | str) -> None:
-    urls = [r if isinstance(r, str) else r.url for r in receivers]
-    hooks = "\n".join(
-        f'              - {{id: hook{i}, url: "{u}", secret_env: RIG_SECRET}}'
-        for i, u in enumerate(urls)
-    )
-    rig.teams(
-        f"""
-        council: COUNCIL
-        teams:
-          - id: ops
-            name: Operations
-            routes: [{{kinds: [bin_fill]}}]
-            webhooks:
-{hooks}
-        """
-    )
 
 
 def assert_each_delivered_once(rig: DeliveryRig, receiver: ReferenceReceiver) -> None:
