@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 
 from tests.notify.conftest import DeliveryRig, one_team, wait_until
-from tests.support.receivers import ReferenceReceiver
+from tests.support.receivers import ReferenceReceiver, SlowReceiver
 
 
 def assert_each_delivered_once(rig: DeliveryRig, receiver: ReferenceReceiver) -> None:
@@ -134,30 +134,40 @@ def test_dead_letters_then_redeliver_with_same_webhook_id(rig: DeliveryRig) -> N
     assert_each_delivered_once(rig, receiver)
 
 
-def test_dispatcher_sigkilled_and_two_replicas_lose_nothing(rig: DeliveryRig) -> None:
-    receiver = rig.receiver()
-    one_team(rig, receiver)
-    a = rig.dispatcher("a", notify_timeout_s="1")
-    rig.dispatcher("b", notify_timeout_s="1")
-    alerts = [rig.open_alert(f"r{i}") for i in range(100)]
-    wait_until(lambda: len(receiver.events()) >= 20, 30, "some delivered")
-    a.kill()
-    for x in alerts[:50]:
-        rig.acknowledge(x)
-    a.start()
-    wait_until(
-        lambda: (
-            rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'") == 150
-        ),
-        60,
-        "all 150 events delivered and recorded",
-    )
-    assert len(receiver.events()) == 150
+def test_dispatcher_sigkilled_mid_attempts_with_two_replicas(rig: DeliveryRig) -> None:
+    receiver = SlowReceiver(rig.secret, delay_s=0.3)
+    try:
+        one_team(rig, receiver.url)
+        a = rig.dispatcher("a", notify_timeout_s="1")
+        rig.dispatcher("b", notify_timeout_s="1")
+        alerts = [rig.open_alert(f"r{i}") for i in range(60)]
+        wait_until(lambda: len(receiver.received) >= 10, 30, "some delivered")
+        in_flight = rig.scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'"
+            " AND lease_until > now()"
+        )
+        a.kill()  # with attempts in flight: their leases run out and b sends them again
+        for x in alerts[:30]:
+            rig.acknowledge(x)
+        a.start()
+        wait_until(
+            lambda: (
+                rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'")
+                == 90
+            ),
+            90,
+            "all 90 events delivered and recorded",
+        )
+    finally:
+        receiver.close()
     deliveries = rig.deliveries()
-    assert len(deliveries) == 150 and all(d["state"] == "delivered" for d in deliveries)
-    # Each event fanned out once (unique per outbox row and endpoint), each id received once
-    # by the receiver; a delivery whose success the killed replica never recorded may have
-    # been sent twice under one id, which the receiver recognised.
-    assert Counter(e["webhook_id"] for e in receiver.events()).most_common(1)[0][1] == 1
+    assert len(deliveries) == 90 and all(d["state"] == "delivered" for d in deliveries)
+    # Every event reached the receiver; a delivery the killed replica had in flight may have
+    # arrived twice, under the same webhook-id (at least once; receivers de-duplicate).
+    counts = Counter(receiver.received)
+    assert set(counts) == {d["webhook_id"] for d in deliveries}
+    repeats = sum(n - 1 for n in counts.values())
+    assert max(counts.values()) <= 2 and repeats <= 4  # a's slots for the endpoint
     workers = {r["worker"].split(":")[-1] for r in rig.query("SELECT worker FROM webhook_attempts")}
     assert len(workers) >= 2
+    print(f"\nin flight at the kill: {in_flight}; received twice: {repeats}")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,45 @@ class HangingReceiver:
         for conn in self._held:
             conn.close()
         self.sock.close()
+
+
+class SlowReceiver:
+    """Verifies each request (the scheme's reference library) and answers after ``delay_s``:
+    attempts stay in flight long enough for a test to kill the dispatcher under them. Records
+    every verified request, duplicates included."""
+
+    def __init__(self, secret: str, delay_s: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from standardwebhooks.webhooks import Webhook
+
+        webhook = Webhook(secret)
+        self.received: list[str] = []  # webhook-ids, in order of arrival, with repeats
+        lock = threading.Lock()
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                webhook.verify(body, headers)  # raises (and the attempt fails) if not signed
+                time.sleep(delay_s)
+                with lock:
+                    received.append(headers["webhook-id"])
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
