@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,7 @@ from notify.store import (
 )
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
-from placewatch.supervise import Body, counting, supervise, worker_connection
+from placewatch.supervise import SupervisedService, counting
 
 log = logging.getLogger(__name__)
 
@@ -66,66 +65,40 @@ def _outcome(attempt: Attempt) -> str:
     return "timeout" if attempt.error and attempt.error.startswith("timed out") else "error"
 
 
-class Dispatcher:
+class Dispatcher(SupervisedService):
     def __init__(self, settings: Settings) -> None:
         if settings.link_secret is None:
             raise LinkSecretMissing()
+        self._outbox_wake = asyncio.Event()
+        self._delivery_wake = asyncio.Event()
+        super().__init__(
+            settings.database_url,
+            "placewatch-notify",
+            wakes=(self._outbox_wake, self._delivery_wake),
+            on_error=counting(metrics.DB_ERRORS, metrics.ERRORS),
+            max_backoff_s=settings.ingest_retry_max_s,
+        )
         self.settings = settings
         self.policy = policy_of(settings)
         self.worker = f"notify:{socket.gethostname()}:{os.getpid()}"
-        self.stopping = asyncio.Event()
-        self._outbox_wake = asyncio.Event()
-        self._delivery_wake = asyncio.Event()
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._clients: dict[str, tuple[tuple[str, int], httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ok = {"fanout": False, "deliveries": False}
         # The lease outlives the longest attempt, or a slow attempt would be sent twice.
         self._lease = timedelta(seconds=settings.notify_timeout_s + 5)
 
-    def request_stop(self) -> None:
-        self.stopping.set()
-        self._outbox_wake.set()
-        self._delivery_wake.set()
-
-    def readiness(self) -> tuple[bool, str]:
-        down = [name for name, ok in self._ok.items() if not ok]
-        return (True, "ok") if not down else (False, "database not reachable: " + ", ".join(down))
-
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
         s = self.settings
-        health = HealthServer(s.notify_http_host, s.notify_http_port, ready=self.readiness)
-        health.start()
         log.info("webhook dispatcher %s", self.worker)
-        try:
-            await asyncio.gather(
-                self._supervise("fanout", self._fanout_loop),
-                self._supervise("deliveries", self._delivery_loop),
-            )
-        finally:
-            health.stop()
+        await self.serve(
+            HealthServer(s.notify_http_host, s.notify_http_port, ready=self.readiness),
+            {"fanout": self._fanout_loop, "deliveries": self._delivery_loop},
+        )
         log.info("webhook dispatcher stopped")
 
-    async def _connect(self) -> AsyncConnection[Any]:
-        return await worker_connection(self.settings.database_url, "placewatch-notify")
-
-    async def _supervise(self, name: str, body: Body) -> None:
-        await supervise(
-            name,
-            self._connect,
-            body,
-            self.stopping,
-            self._ok,
-            on_error=counting(metrics.DB_ERRORS, metrics.ERRORS),
-            max_backoff_s=self.settings.ingest_retry_max_s,
-        )
-
     async def _listening(self, channel: str, wake: asyncio.Event) -> asyncio.Task[None]:
-        listener = await self._connect()
+        listener = await self.connect()
         await listener.execute(f"LISTEN {channel}")
 
         async def listen() -> None:

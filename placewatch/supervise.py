@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from prometheus_client import Counter
 from psycopg import AsyncConnection
 
 from ingest.store import is_transient
+from placewatch.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +85,68 @@ def counting(db_errors: Counter, errors: Counter, label: str = "{}") -> Callable
             errors.labels(label.format(loop)).inc()
 
     return count
+
+
+class SupervisedService:
+    """A worker service: named loops, each supervised on its own connection; ready while every
+    loop holds a connection; SIGTERM or SIGINT stops it; /metrics, /healthz and /readyz."""
+
+    def __init__(
+        self,
+        database_url: str,
+        application_name: str,
+        wakes: Sequence[asyncio.Event],
+        on_error: Callable[[str, bool], None],
+        max_backoff_s: float,
+    ) -> None:
+        self.stopping = asyncio.Event()
+        self._database_url = database_url
+        self._application_name = application_name
+        self._wakes = list(wakes)  # set on a stop, so that no loop sleeps through it
+        self._on_error = on_error
+        self._max_backoff_s = max_backoff_s
+        self._ok: dict[str, bool] = {}
+
+    async def connect(self) -> AsyncConnection[Any]:
+        return await worker_connection(self._database_url, self._application_name)
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        for wake in self._wakes:
+            wake.set()
+
+    def readiness(self) -> tuple[bool, str]:
+        down = [name for name, ok in self._ok.items() if not ok]
+        return (True, "ok") if not down else (False, "database not reachable: " + ", ".join(down))
+
+    async def serve(
+        self,
+        health: HealthServer,
+        loops: dict[str, Body],
+        signals: dict[signal.Signals, Callable[[], None]] | None = None,
+    ) -> None:
+        """Run ``loops`` until a stop, ``health`` serving beside them."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        for sig, handler in (signals or {}).items():
+            loop.add_signal_handler(sig, handler)
+        self._ok = dict.fromkeys(loops, False)
+        health.start()
+        try:
+            await asyncio.gather(
+                *(
+                    supervise(
+                        name,
+                        self.connect,
+                        body,
+                        self.stopping,
+                        self._ok,
+                        on_error=self._on_error,
+                        max_backoff_s=self._max_backoff_s,
+                    )
+                    for name, body in loops.items()
+                )
+            )
+        finally:
+            health.stop()

@@ -28,7 +28,7 @@ from ingest.heartbeat import HEARTBEAT_GAP_S
 from ingest.writer import RULES_CHANNEL
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
-from placewatch.supervise import counting, supervise, worker_connection
+from placewatch.supervise import SupervisedService, counting
 from rules import metrics
 from rules.loader import RuleLoadError, RuleSet, default_rules_dir, load_rules
 from rules.stream import Outcome, claim, evaluate_claims
@@ -59,17 +59,23 @@ def load_configured_rules(settings: Settings) -> RuleSet:
     return load_rules(rule_paths(settings))
 
 
-class RulesWorker:
+class RulesWorker(SupervisedService):
     def __init__(self, settings: Settings, ruleset: RuleSet) -> None:
+        self._wake = asyncio.Event()  # new readings (NOTIFY), a reload, a stop
+        self._sweep_wake = asyncio.Event()  # a reload, a stop
+        super().__init__(
+            settings.database_url,
+            "placewatch-rules",
+            wakes=(self._wake, self._sweep_wake),
+            # Labelled "(stream)", "(sweeps)": apart from the rule ids that share the label.
+            on_error=counting(metrics.DB_ERRORS, metrics.ERRORS, "({})"),
+            max_backoff_s=settings.ingest_retry_max_s,
+        )
         self.settings = settings
         self.ruleset = ruleset
         self.actor = f"rules:{socket.gethostname()}:{os.getpid()}"
-        self.stopping = asyncio.Event()
-        self._wake = asyncio.Event()  # new readings (NOTIFY), a reload, a stop
-        self._sweep_wake = asyncio.Event()  # a reload, a stop
         self._objective_runs: dict[str, datetime] = {}
         self._sweep_due: dict[str, datetime] = {}
-        self._ok = {"stream": False, "sweeps": False}
         metrics.RULES_LOADED.set(len(ruleset.rules))
 
     def reload(self) -> None:
@@ -87,54 +93,20 @@ class RulesWorker:
         self._wake.set()
         self._sweep_wake.set()
 
-    def request_stop(self) -> None:
-        self.stopping.set()
-        self._wake.set()
-        self._sweep_wake.set()
-
-    def readiness(self) -> tuple[bool, str]:
-        down = [name for name, ok in self._ok.items() if not ok]
-        return (True, "ok") if not down else (False, "database not reachable: " + ", ".join(down))
-
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         s = self.settings
-        health = HealthServer(s.rules_http_host, s.rules_http_port, ready=self.readiness)
-        health.start()
         log.info("rules worker %s: %d rules", self.actor, len(self.ruleset.rules))
-        try:
-            # Two loops on their own connections: a steady stream of readings never holds the
-            # timers back, and a slow sweep never holds the readings back.
-            await asyncio.gather(
-                self._supervise("stream", self._stream_loop),
-                self._supervise("sweeps", self._sweep_loop),
-            )
-        finally:
-            health.stop()
+        # Two loops on their own connections: a steady stream of readings never holds the
+        # timers back, and a slow sweep never holds the readings back.
+        await self.serve(
+            HealthServer(s.rules_http_host, s.rules_http_port, ready=self.readiness),
+            {"stream": self._stream_loop, "sweeps": self._sweep_loop},
+            {signal.SIGHUP: self.reload},
+        )
         log.info("rules worker stopped")
 
-    async def _connect(self) -> AsyncConnection[Any]:
-        return await worker_connection(self.settings.database_url, "placewatch-rules")
-
-    async def _supervise(
-        self, name: str, body: Callable[[AsyncConnection[Any]], Awaitable[None]]
-    ) -> None:
-        await supervise(
-            name,
-            self._connect,
-            body,
-            self.stopping,
-            self._ok,
-            # Labelled "(stream)", "(sweeps)": apart from the rule ids that share the label.
-            on_error=counting(metrics.DB_ERRORS, metrics.ERRORS, "({})"),
-            max_backoff_s=self.settings.ingest_retry_max_s,
-        )
-
     async def _stream_loop(self, conn: AsyncConnection[Any]) -> None:
-        async with await self._connect() as listener:
+        async with await self.connect() as listener:
             await listener.execute(f"LISTEN {RULES_CHANNEL}")
             listen = asyncio.create_task(self._listen(listener))
             try:
