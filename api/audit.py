@@ -18,10 +18,11 @@ from api.db import Cursor
 
 @dataclass(frozen=True)
 class Accessor:
-    """Who is acting: a team, through one API key or one acknowledge link."""
+    """Who is acting: a team, through one API key or one acknowledge link (or an operator at
+    the command line: no team)."""
 
-    team_id: str
-    principal: str  # "key:<key id>" or "link:<link id>"
+    team_id: str | None
+    principal: str  # "key:<key id>", "link:<link id>" or "cli:<user>"
     remote_addr: str | None
 
     @classmethod

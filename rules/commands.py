@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from api.audit import Accessor, record_access
 from placewatch.settings import Settings
 from rules.durations import parse_when
 
@@ -121,16 +123,20 @@ async def _alerts(args: argparse.Namespace, settings: Settings) -> int:
 
     async with await AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         if args.alerts_command == "list":
-            cur = await conn.cursor(row_factory=dict_row).execute(
-                """SELECT alert_id, council_id, rule_id, subject_type, subject_id, severity,
-                          state, opened_at, summary
-                   FROM alerts
-                   WHERE (%(all)s OR state <> 'resolved')
-                     AND (%(c)s::text IS NULL OR council_id = %(c)s)
-                   ORDER BY opened_at DESC LIMIT %(n)s""",
-                {"all": args.all, "c": args.council, "n": args.limit},
-            )
-            rows = await cur.fetchall()
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    """SELECT alert_id, council_id, rule_id, subject_type, subject_id, severity,
+                              state, opened_at, summary, resident_id
+                       FROM alerts
+                       WHERE (%(all)s OR state <> 'resolved')
+                         AND (%(c)s::text IS NULL OR council_id = %(c)s)
+                       ORDER BY opened_at DESC LIMIT %(n)s""",
+                    {"all": args.all, "c": args.council, "n": args.limit},
+                )
+                rows = await cur.fetchall()
+                # Residents' alerts read at the command line are care data too.
+                who = Accessor(None, f"cli:{getpass.getuser()}", None)
+                await record_access(cur, who, "cli.alerts.list", rows)
             for r in rows:
                 print(
                     f"#{r['alert_id']:<6} {r['state']:12} {r['severity']:8} "
