@@ -1194,6 +1194,12 @@ class AlertLatencyBench:
                 """SELECT endpoint_id, consecutive_failures, circuit_open_until
                    FROM webhook_endpoints ORDER BY endpoint_id"""
             ).fetchall()
+            hung = conn.execute(
+                """SELECT t.started_at, t.latency_ms, t.status, t.error
+                   FROM webhook_attempts t JOIN webhook_deliveries d USING (delivery_id)
+                   WHERE d.endpoint_id = %s ORDER BY t.started_at""",
+                (HANGING_HOOK,),
+            ).fetchall()
         received = self.receiver.received()
         phase_start = _dt(live["publisher"]["first_publish_at"])
         assert phase_start is not None
@@ -1204,6 +1210,7 @@ class AlertLatencyBench:
         windows: dict[int, list[float]] = defaultdict(list)
         slowest: list[tuple[float, dict[str, Any]]] = []
         by_alert: dict[int, list[Received]] = defaultdict(list)
+        spans: list[tuple[float, float, float]] = []  # commit, received, latency
         not_received = wrong_event = not_delivered = not_once = 0
         examples: list[str] = []
         for (
@@ -1242,6 +1249,7 @@ class AlertLatencyBench:
                 )
             by_alert[alert_id].append(got)
             lat = got.received_at - committed.timestamp()
+            spans.append((committed.timestamp(), got.received_at, lat))
             commit_to_received["all"].append(lat)
             commit_to_received[event].append(lat)
             happened = {"opened": opened_at, "resolved": resolved_at}.get(event)
@@ -1333,6 +1341,29 @@ class AlertLatencyBench:
                     for e, f, c in endpoints
                     if e == HANGING_HOOK
                 ],
+            }
+            # The good endpoint's events split by whether one of the hanging endpoint's
+            # attempts was open (sent, unanswered) at any time between commit and receipt.
+            busy = [
+                (at.timestamp(), at.timestamp() + ms / 1000) for at, ms, _status, _error in hung
+            ]
+            beside: list[float] = []
+            alone: list[float] = []
+            for c0, r1, lat in spans:
+                overlaps = any(h0 < r1 and c0 < h1 for h0, h1 in busy)
+                (beside if overlaps else alone).append(lat)
+            hanging |= {
+                "attempts": [
+                    {
+                        "started_s_into_phase": round(at.timestamp() - phase_start.timestamp(), 2),
+                        "latency_ms": round(ms, 1),
+                        "status": status,
+                        "error": error,
+                    }
+                    for at, ms, status, error in hung
+                ],
+                "good_commit_to_received_ms_while_a_hanging_attempt_was_open": stats_ms(beside),
+                "good_commit_to_received_ms_while_none_was": stats_ms(alone),
             }
             if any(d[6] == "delivered" for d in theirs):
                 self.problems.append("the hanging endpoint has delivered deliveries")
@@ -1628,6 +1659,14 @@ class AlertLatencyBench:
                     f"  hanging endpoint: {h['deliveries']} deliveries {h['by_state']}, "
                     f"{h['attempts_made']} attempts, {h['connections_accepted']} connections "
                     f"accepted; notify took {live['notify']['stop_seconds']} s to stop"
+                )
+                w = h["good_commit_to_received_ms_while_a_hanging_attempt_was_open"]
+                o = h["good_commit_to_received_ms_while_none_was"]
+                print(
+                    f"  good endpoint, commit -> received while a hanging attempt was open: "
+                    f"{w['count']} events, p50 {w.get('p50')} p99 {w.get('p99')} max "
+                    f"{w.get('max')} ms; while none was: {o['count']} events, p50 "
+                    f"{o.get('p50')} p99 {o.get('p99')} max {o.get('max')} ms"
                 )
         print(
             "slowest devices, mean commit -> alert ms (alerts): "
