@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from notify.store import (
     Attempt,
     Delivery,
     Endpoint,
+    Recorded,
     claim,
     dead_letter_overdue,
     load_endpoints,
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "placewatch_alert_outbox"
 _HOUSEKEEPING_EVERY = timedelta(seconds=5)
+_ENDPOINTS_EVERY = timedelta(seconds=1)
 
 
 def policy_of(settings: Settings) -> RetryPolicy:
@@ -85,6 +88,7 @@ class Dispatcher(SupervisedService):
         self._clients: dict[str, tuple[tuple[str, int], httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._endpoints: dict[str, Endpoint] = {}  # enabled endpoints, re-read every second
         # The lease outlives the longest attempt, or a slow attempt would be sent twice.
         self._lease = timedelta(seconds=settings.notify_timeout_s + 5)
 
@@ -140,7 +144,7 @@ class Dispatcher(SupervisedService):
             kwargs={"autocommit": True, "application_name": "placewatch-notify"},
         )
         await pool.open()
-        housekeeping_at = datetime.min.replace(tzinfo=UTC)
+        housekeeping_at = endpoints_at = datetime.min.replace(tzinfo=UTC)
         try:
             while not self.stopping.is_set():
                 self._delivery_wake.clear()
@@ -148,7 +152,11 @@ class Dispatcher(SupervisedService):
                 if now >= housekeeping_at:
                     await self._housekeeping(conn)
                     housekeeping_at = now + _HOUSEKEEPING_EVERY
-                endpoints = await load_endpoints(conn)
+                if now >= endpoints_at:
+                    # Read at most once a second, not at every wake-up: new endpoints and
+                    # circuit changes take effect within that second.
+                    self._endpoints = await load_endpoints(conn)
+                    endpoints_at = now + _ENDPOINTS_EVERY
                 slots = {
                     ep.endpoint_id: self.policy.slots(
                         ep.max_concurrency,
@@ -157,10 +165,10 @@ class Dispatcher(SupervisedService):
                         ep.circuit_open_until,
                         now,
                     )
-                    for ep in endpoints.values()
+                    for ep in self._endpoints.values()
                 }
                 for delivery in await claim(conn, slots, self._lease):
-                    self._start(pool, endpoints[delivery.endpoint_id], delivery)
+                    self._start(pool, self._endpoints[delivery.endpoint_id], delivery)
                 if listen.done():
                     listen.result()
                 with contextlib.suppress(TimeoutError):
@@ -200,13 +208,34 @@ class Dispatcher(SupervisedService):
         self, pool: AsyncConnectionPool, endpoint: Endpoint, delivery: Delivery
     ) -> None:
         ep = endpoint.endpoint_id
+        released = False
+
+        def release_slot() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._in_flight[ep] -= 1
+                self._delivery_wake.set()
+
         try:
             attempt = await send(
                 self._client(endpoint), endpoint, delivery, self.settings.notify_timeout_s
             )
+            if attempt.ok:
+                # The slot is for a request in flight; recording a success needs none (the
+                # delivery stays leased and pending until recorded, so the alert's next event
+                # still waits). A failure keeps it until the circuit has counted it.
+                release_slot()
             metrics.ATTEMPTS.labels(ep, _outcome(attempt)).inc()
             metrics.ATTEMPT_SECONDS.labels(ep).observe(attempt.latency_s)
-            state = await self._record(pool, delivery, attempt)
+            recorded = await self._record(pool, delivery, attempt)
+            state = recorded.state
+            if ep in self._endpoints:  # the circuit as recorded, before the next claim
+                self._endpoints[ep] = replace(
+                    self._endpoints[ep],
+                    consecutive_failures=recorded.consecutive_failures,
+                    circuit_open_until=recorded.circuit_open_until,
+                )
             if state == "delivered" and attempt.ok:
                 metrics.DELIVERED.labels(ep).inc()
                 lag = datetime.now(UTC) - delivery.event_committed_at
@@ -232,10 +261,11 @@ class Dispatcher(SupervisedService):
             # Not recorded: the lease runs out and the delivery is tried again (same id).
             log.exception("delivery %s to %s: attempt not recorded", delivery.webhook_id, ep)
         finally:
-            self._in_flight[ep] -= 1
-            self._delivery_wake.set()
+            release_slot()
 
-    async def _record(self, pool: AsyncConnectionPool, delivery: Delivery, attempt: Attempt) -> str:
+    async def _record(
+        self, pool: AsyncConnectionPool, delivery: Delivery, attempt: Attempt
+    ) -> Recorded:
         """Record with retries while the lease lasts: a success not recorded would be sent
         again (harmless, same webhook-id, but noisy)."""
         deadline = asyncio.get_running_loop().time() + self._lease.total_seconds() / 2

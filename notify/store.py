@@ -44,6 +44,16 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What recording an attempt left: the delivery's state ("superseded" if another replica
+    has taken it over since) and the endpoint's circuit as it now is."""
+
+    state: str
+    consecutive_failures: int
+    circuit_open_until: datetime | None
+
+
+@dataclass(frozen=True)
 class Attempt:
     started_at: datetime
     latency_s: float
@@ -107,75 +117,69 @@ async def record(
     attempt: Attempt,
     policy: RetryPolicy,
     worker: str,
-) -> str:
-    """Store one attempt and its consequence; returns the delivery's new state ("superseded"
-    if another replica has taken the delivery over since)."""
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute(
-            """INSERT INTO webhook_attempts
-                   (delivery_id, attempt, started_at, latency_ms, status, error, worker)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-            (
-                delivery.delivery_id,
-                delivery.attempts,
-                attempt.started_at,
-                attempt.latency_s * 1000,
-                attempt.status,
-                attempt.error,
-                worker,
-            ),
-        )
-        if attempt.ok:
-            await cur.execute(
-                """UPDATE webhook_deliveries
-                   SET state = 'delivered', delivered_at = clock_timestamp(), lease_until = NULL,
-                       last_status = %s, last_error = NULL
-                   WHERE delivery_id = %s AND state = 'pending'""",
-                (attempt.status, delivery.delivery_id),
-            )
-            await cur.execute(
-                """UPDATE webhook_endpoints
-                   SET consecutive_failures = 0, circuit_open_until = NULL
-                   WHERE endpoint_id = %s
-                     AND (consecutive_failures <> 0 OR circuit_open_until IS NOT NULL)""",
-                (delivery.endpoint_id,),
-            )
-            return "delivered"
+) -> Recorded:
+    """Store one attempt and its consequence (for the delivery and for the endpoint's circuit)
+    in one statement, so one round trip."""
+    params: dict[str, Any] = {
+        "id": delivery.delivery_id,
+        "attempt": delivery.attempts,
+        "started": attempt.started_at,
+        "ms": attempt.latency_s * 1000,
+        "status": attempt.status,
+        "error": attempt.error,
+        "worker": worker,
+        "endpoint": delivery.endpoint_id,
+    }
+    log_attempt = """INSERT INTO webhook_attempts
+                         (delivery_id, attempt, started_at, latency_ms, status, error, worker)
+                     VALUES (%(id)s, %(attempt)s, %(started)s, %(ms)s, %(status)s, %(error)s,
+                             %(worker)s)"""
+    if attempt.ok:
+        sql = f"""WITH a AS ({log_attempt}),
+                  d AS (UPDATE webhook_deliveries
+                        SET state = 'delivered', delivered_at = clock_timestamp(),
+                            lease_until = NULL, last_status = %(status)s, last_error = NULL
+                        WHERE delivery_id = %(id)s AND state = 'pending'),
+                  e AS (UPDATE webhook_endpoints
+                        SET consecutive_failures = 0, circuit_open_until = NULL
+                        WHERE endpoint_id = %(endpoint)s
+                          AND (consecutive_failures <> 0 OR circuit_open_until IS NOT NULL))
+                  SELECT 'delivered', 0, NULL::timestamptz"""
+    else:
         delay = policy.backoff(delivery.attempts)
         if attempt.retry_after is not None:
             delay = max(delay, min(attempt.retry_after, timedelta(seconds=policy.max_s)))
-        await cur.execute(
-            """UPDATE webhook_deliveries
-               SET state = CASE WHEN clock_timestamp() + %(delay)s > give_up_at
-                                THEN 'dead' ELSE 'pending' END,
-                   next_attempt_at = clock_timestamp() + %(delay)s, lease_until = NULL,
-                   last_status = %(status)s, last_error = %(error)s
-               WHERE delivery_id = %(id)s AND state = 'pending' AND attempts = %(attempt)s
-               RETURNING state""",
-            {
-                "delay": delay,
-                "status": attempt.status,
-                "error": attempt.error,
-                "id": delivery.delivery_id,
-                # A later attempt (our lease ran out, another replica took it) owns the row.
-                "attempt": delivery.attempts,
-            },
-        )
-        row = await cur.fetchone()
-        await cur.execute(
-            """UPDATE webhook_endpoints
-               SET consecutive_failures = consecutive_failures + 1,
-                   circuit_open_until = CASE WHEN consecutive_failures + 1 >= %s
-                                             THEN clock_timestamp() + %s
-                                             ELSE circuit_open_until END
-               WHERE endpoint_id = %s""",
-            (
-                policy.breaker_failures,
-                timedelta(seconds=policy.breaker_open_s),
-                delivery.endpoint_id,
-            ),
-        )
-        return str(row[0]) if row else "superseded"
+        params |= {
+            "delay": delay,
+            "failures": policy.breaker_failures,
+            "open_for": timedelta(seconds=policy.breaker_open_s),
+        }
+        # The attempts guard: a later attempt (our lease ran out, another replica took the
+        # delivery) owns the row and is not pushed back by this late record.
+        sql = f"""WITH a AS ({log_attempt}),
+                  d AS (UPDATE webhook_deliveries
+                        SET state = CASE WHEN clock_timestamp() + %(delay)s > give_up_at
+                                         THEN 'dead' ELSE 'pending' END,
+                            next_attempt_at = clock_timestamp() + %(delay)s, lease_until = NULL,
+                            last_status = %(status)s, last_error = %(error)s
+                        WHERE delivery_id = %(id)s AND state = 'pending'
+                          AND attempts = %(attempt)s
+                        RETURNING state),
+                  e AS (UPDATE webhook_endpoints
+                        SET consecutive_failures = consecutive_failures + 1,
+                            circuit_open_until = CASE
+                                WHEN consecutive_failures + 1 >= %(failures)s
+                                THEN clock_timestamp() + %(open_for)s
+                                ELSE circuit_open_until END
+                        WHERE endpoint_id = %(endpoint)s
+                        RETURNING consecutive_failures, circuit_open_until)
+                  SELECT coalesce((SELECT state FROM d), 'superseded'),
+                         coalesce((SELECT consecutive_failures FROM e), 0),
+                         (SELECT circuit_open_until FROM e)"""
+    cur = await conn.execute(sql, params)
+    row = await cur.fetchone()
+    assert row is not None  # the SELECT always yields one row
+    return Recorded(str(row[0]), int(row[1]), row[2])
 
 
 async def dead_letter_overdue(conn: AsyncConnection[Any]) -> int:
