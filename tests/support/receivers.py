@@ -1,11 +1,11 @@
 """Webhook receivers for the delivery tests: the project's reference receiver
-(``examples/webhook_receiver.py``) as a real subprocess, and a receiver that hangs."""
+(``examples/webhook_receiver.py``) as a real subprocess, a slow one, and (shared with the
+benchmark) one that hangs."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.webhook_receiver import HangingReceiver
 from tests.support.broker import free_port, wait_port
+
+__all__ = ["HangingReceiver", "ReferenceReceiver", "SlowReceiver"]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webhook_receiver.py"
 
@@ -57,44 +60,6 @@ class ReferenceReceiver:
         if not self.log.exists():
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines() if line]
-
-
-class HangingReceiver:
-    """Accepts connections and reads requests but never answers: the worst receiver."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = int(self.sock.getsockname()[1])
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(conn)  # never answered, never closed until stop()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self._held:
-            conn.close()
-        self.sock.close()
 
 
 class SlowReceiver:
