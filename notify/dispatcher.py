@@ -39,6 +39,7 @@ from notify.store import (
     load_endpoints,
     pending_count,
     record,
+    withdraw_unrouted,
 )
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
@@ -103,7 +104,11 @@ class Dispatcher(SupervisedService):
 
     async def _listening(self, channel: str, wake: asyncio.Event) -> asyncio.Task[None]:
         listener = await self.connect()
-        await listener.execute(f"LISTEN {channel}")
+        try:
+            await listener.execute(f"LISTEN {channel}")
+        except BaseException:
+            await listener.close()
+            raise
 
         async def listen() -> None:
             async with listener:
@@ -157,16 +162,12 @@ class Dispatcher(SupervisedService):
                     # circuit changes take effect within that second.
                     self._endpoints = await load_endpoints(conn)
                     endpoints_at = now + _ENDPOINTS_EVERY
-                slots = {
-                    ep.endpoint_id: self.policy.slots(
-                        ep.max_concurrency,
-                        self._in_flight[ep.endpoint_id],
-                        ep.consecutive_failures,
-                        ep.circuit_open_until,
-                        now,
+                slots = {}
+                for ep in self._endpoints.values():
+                    cap = self.policy.cap(
+                        ep.max_concurrency, ep.consecutive_failures, ep.circuit_open_until, now
                     )
-                    for ep in self._endpoints.values()
-                }
+                    slots[ep.endpoint_id] = (max(0, cap - self._in_flight[ep.endpoint_id]), cap)
                 for delivery in await claim(conn, slots, self._lease):
                     self._start(pool, self._endpoints[delivery.endpoint_id], delivery)
                 if listen.done():
@@ -181,12 +182,21 @@ class Dispatcher(SupervisedService):
             await pool.close()
 
     async def _housekeeping(self, conn: AsyncConnection[Any]) -> None:
-        await dead_letter_overdue(conn)
+        for endpoint_id in await dead_letter_overdue(conn):
+            metrics.DEAD.labels(endpoint_id).inc()
+        if withdrawn := await withdraw_unrouted(conn):
+            metrics.WITHDRAWN.inc(withdrawn)
+            log.info("withdrew %d deliveries: their teams no longer see the alerts", withdrawn)
         metrics.PENDING.set(await pending_count(conn))
         now = datetime.now(UTC)
-        for ep in (await load_endpoints(conn)).values():
+        endpoints = await load_endpoints(conn)
+        for ep in endpoints.values():
             is_open = ep.circuit_open_until is not None and ep.circuit_open_until > now
             metrics.CIRCUIT_OPEN.labels(ep.endpoint_id).set(1 if is_open else 0)
+        # Connections to endpoints removed or disabled since: closed once idle.
+        for endpoint_id in [e for e in self._clients if e not in endpoints]:
+            if self._in_flight[endpoint_id] == 0:
+                await self._clients.pop(endpoint_id)[1].aclose()
 
     def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         key = (endpoint.url, endpoint.max_concurrency)
@@ -229,6 +239,8 @@ class Dispatcher(SupervisedService):
             metrics.ATTEMPTS.labels(ep, _outcome(attempt)).inc()
             metrics.ATTEMPT_SECONDS.labels(ep).observe(attempt.latency_s)
             recorded = await self._record(pool, delivery, attempt)
+            # Recorded: the alert's next event may go now (the slot may have been freed before).
+            self._delivery_wake.set()
             state = recorded.state
             if ep in self._endpoints:  # the circuit as recorded, before the next claim
                 self._endpoints[ep] = replace(
@@ -272,7 +284,7 @@ class Dispatcher(SupervisedService):
         backoff = 0.2
         while True:
             try:
-                async with pool.connection() as c:
+                async with pool.connection(timeout=5.0) as c:
                     return await record(c, delivery, attempt, self.policy, self.worker)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if asyncio.get_running_loop().time() + backoff > deadline:

@@ -13,6 +13,10 @@ ATTEMPTS = Counter(
 )
 DELIVERED = Counter("placewatch_notify_delivered", "Deliveries made", ["endpoint"])
 DEAD = Counter("placewatch_notify_dead", "Deliveries dead-lettered", ["endpoint"])
+WITHDRAWN = Counter(
+    "placewatch_notify_withdrawn",
+    "Pending deliveries withdrawn because their team no longer sees the alert",
+)
 ATTEMPT_SECONDS = Histogram(
     "placewatch_notify_attempt_seconds",
     "Duration of one delivery attempt",

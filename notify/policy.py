@@ -22,6 +22,22 @@ class RetryPolicy:
         ceiling = min(self.max_s, self.base_s * 2 ** min(max(0, attempts - 1), 62))
         return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
 
+    def cap(
+        self,
+        max_concurrency: int,
+        consecutive_failures: int,
+        open_until: datetime | None,
+        now: datetime,
+    ) -> int:
+        """How many requests the endpoint may have in flight, across all replicas. Closed: its
+        concurrency. Open: none. Half-open (the open period over, failures not yet cleared):
+        one probe at a time until one succeeds."""
+        if open_until is not None and open_until > now:
+            return 0
+        if consecutive_failures >= self.breaker_failures:
+            return 1
+        return max_concurrency
+
     def slots(
         self,
         max_concurrency: int,
@@ -30,14 +46,10 @@ class RetryPolicy:
         open_until: datetime | None,
         now: datetime,
     ) -> int:
-        """How many more deliveries this process may send the endpoint now. Closed: up to its
-        concurrency. Open: none. Half-open (the open period over, failures not yet cleared):
-        one probe at a time until one succeeds."""
-        if open_until is not None and open_until > now:
-            return 0
-        if consecutive_failures >= self.breaker_failures:
-            return max(0, 1 - in_flight)
-        return max(0, max_concurrency - in_flight)
+        """How many more deliveries this process may send the endpoint now (the claim then
+        also counts what other replicas have in flight)."""
+        cap = self.cap(max_concurrency, consecutive_failures, open_until, now)
+        return max(0, cap - in_flight)
 
 
 def retry_after(value: str | None, now: datetime) -> timedelta | None:

@@ -18,6 +18,7 @@ from notify.signing import signature_headers
 from notify.store import Attempt, Delivery, Endpoint
 
 USER_AGENT = "placewatch-webhooks/1"
+_BODY_READ_MAX = 4096
 
 
 def client_for(endpoint: Endpoint, timeout_s: float) -> httpx.AsyncClient:
@@ -35,29 +36,50 @@ async def send(
 ) -> Attempt:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    # The timestamp is the attempt's (receivers reject stale ones); the id is the delivery's.
-    headers = signature_headers(
-        endpoint.secret, delivery.webhook_id, int(started.timestamp()), delivery.body
-    )
+
+    def failed(error: str) -> Attempt:
+        return Attempt(started, time.perf_counter() - t0, None, error)
+
     try:
-        # httpx's timeout bounds each phase; this bounds the whole attempt (a receiver that
-        # trickles bytes must not hold the lease for ever).
-        response = await asyncio.wait_for(
-            client.post(endpoint.url, content=delivery.body.encode(), headers=headers),
-            timeout_s,
+        # The timestamp is the attempt's (receivers reject stale ones); the id is the
+        # delivery's. httpx's timeout bounds each phase; wait_for bounds the whole attempt (a
+        # receiver that trickles bytes must not hold the lease for ever).
+        headers = signature_headers(
+            endpoint.secret, delivery.webhook_id, int(started.timestamp()), delivery.body
+        )
+        status, text, after = await asyncio.wait_for(
+            _post(client, endpoint.url, delivery.body, headers), timeout_s
         )
     except (TimeoutError, httpx.TimeoutException):
-        return Attempt(started, time.perf_counter() - t0, None, f"timed out after {timeout_s:g}s")
+        return failed(f"timed out after {timeout_s:g}s")
     except httpx.HTTPError as exc:
-        return Attempt(started, time.perf_counter() - t0, None, f"{type(exc).__name__}: {exc}")
+        return failed(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        # A URL httpx refuses, a secret that is not base64...: a failed attempt like any
+        # other (recorded, backed off, counted by the circuit), never an unrecorded one.
+        return failed(f"{type(exc).__name__}: {exc}")
     latency = time.perf_counter() - t0
-    if 200 <= response.status_code < 300:
-        return Attempt(started, latency, response.status_code, None)
-    text = response.text[:200].strip()
+    if 200 <= status < 300:
+        return Attempt(started, latency, status, None)
     return Attempt(
         started,
         latency,
-        response.status_code,
-        f"HTTP {response.status_code}" + (f": {text}" if text else ""),
-        retry_after(response.headers.get("retry-after"), started),
+        status,
+        f"HTTP {status}" + (f": {text}" if text else ""),
+        retry_after(after, started),
     )
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: str, headers: dict[str, str]
+) -> tuple[int, str, str | None]:
+    """POST; the status, the first 200 characters of the answer (at most 4 KiB of it is read,
+    whatever a receiver sends back) and its Retry-After."""
+    async with client.stream("POST", url, content=body.encode(), headers=headers) as response:
+        head = b""
+        async for chunk in response.aiter_bytes():
+            head += chunk
+            if len(head) >= _BODY_READ_MAX:
+                break
+        text = head[:_BODY_READ_MAX].decode("utf-8", errors="replace")[:200].strip()
+        return response.status_code, text, response.headers.get("retry-after")

@@ -76,11 +76,17 @@ async def load_endpoints(conn: AsyncConnection[Any]) -> dict[str, Endpoint]:
 
 
 async def claim(
-    conn: AsyncConnection[Any], slots: dict[str, int], lease: timedelta
+    conn: AsyncConnection[Any], slots: dict[str, tuple[int, int]], lease: timedelta
 ) -> list[Delivery]:
-    """Lease up to ``slots[endpoint]`` due deliveries per endpoint. An alert's events go to an
-    endpoint in order: a delivery waits while an earlier one of the same alert is pending."""
-    wanted = {ep: n for ep, n in slots.items() if n > 0}
+    """Lease due deliveries: per endpoint at most ``n`` (this process's free slots) and no more
+    than ``cap`` in flight across all replicas, for ``slots[endpoint] = (n, cap)``.
+
+    An alert's events go to an endpoint in order: a delivery waits while an earlier event of
+    the alert is still pending for the endpoint, or not even fanned out yet (another replica's
+    fan-out in progress). A delivery whose alert the team no longer sees (its routes or groups
+    changed) is not sent; housekeeping withdraws it.
+    """
+    wanted = {ep: nc for ep, nc in slots.items() if nc[0] > 0 and nc[1] > 0}
     if not wanted:
         return []
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -89,26 +95,60 @@ async def claim(
                SET lease_until = clock_timestamp() + %(lease)s, attempts = w.attempts + 1
                FROM (
                    SELECT d.delivery_id
-                   FROM unnest(%(eps)s::text[], %(ns)s::int[]) AS e(endpoint_id, n)
+                   FROM unnest(%(eps)s::text[], %(ns)s::int[], %(caps)s::int[])
+                        AS e(endpoint_id, n, cap)
                    CROSS JOIN LATERAL (
-                       SELECT d.delivery_id FROM webhook_deliveries d
+                       SELECT d.delivery_id
+                       FROM webhook_deliveries d JOIN alerts a USING (alert_id)
                        WHERE d.endpoint_id = e.endpoint_id AND d.state = 'pending'
                          AND d.next_attempt_at <= clock_timestamp()
                          AND (d.lease_until IS NULL OR d.lease_until < clock_timestamp())
                          AND NOT EXISTS (
                              SELECT 1 FROM webhook_deliveries p
                              WHERE p.alert_id = d.alert_id AND p.endpoint_id = d.endpoint_id
-                               AND p.state = 'pending' AND p.delivery_id < d.delivery_id)
+                               AND p.state = 'pending' AND p.outbox_id < d.outbox_id)
+                         AND NOT EXISTS (
+                             SELECT 1 FROM alert_outbox o
+                             WHERE o.alert_id = d.alert_id AND o.id < d.outbox_id)
+                         AND placewatch_team_sees_alert(d.team_id, a.council_id, a.site,
+                               a.sensor_kind, a.severity, a.rule_id, a.resident_id)
                        ORDER BY d.next_attempt_at, d.delivery_id
-                       LIMIT e.n
-                       FOR UPDATE SKIP LOCKED) d
+                       LIMIT least(e.n, greatest(0, e.cap - (
+                           SELECT count(*) FROM webhook_deliveries l
+                           WHERE l.endpoint_id = e.endpoint_id AND l.state = 'pending'
+                             AND l.lease_until > clock_timestamp())))
+                       FOR UPDATE OF d SKIP LOCKED) d
                ) c
                WHERE w.delivery_id = c.delivery_id
                RETURNING w.delivery_id, w.webhook_id, w.endpoint_id, w.alert_id, w.event,
                          w.body, w.attempts, w.give_up_at, w.event_committed_at""",
-            {"lease": lease, "eps": list(wanted), "ns": list(wanted.values())},
+            {
+                "lease": lease,
+                "eps": list(wanted),
+                "ns": [n for n, _ in wanted.values()],
+                "caps": [cap for _, cap in wanted.values()],
+            },
         )
         return [Delivery(**row) for row in await cur.fetchall()]
+
+
+WITHDRAWN = "withdrawn: the team no longer sees this alert (routes changed)"
+
+
+async def withdraw_unrouted(conn: AsyncConnection[Any]) -> int:
+    """Pending deliveries whose alert the team no longer sees (a resident moved to another
+    team's group, a route narrowed) are not sent: care data goes only where routes say now."""
+    cur = await conn.execute(
+        f"""UPDATE webhook_deliveries d
+            SET state = 'dead', lease_until = NULL, last_error = '{WITHDRAWN}'
+            FROM alerts a
+            WHERE a.alert_id = d.alert_id AND d.state = 'pending'
+              AND (d.lease_until IS NULL OR d.lease_until < clock_timestamp())
+              AND NOT placewatch_team_sees_alert(d.team_id, a.council_id, a.site,
+                                                 a.sensor_kind, a.severity, a.rule_id,
+                                                 a.resident_id)"""
+    )
+    return cur.rowcount
 
 
 async def record(
@@ -139,12 +179,13 @@ async def record(
                   d AS (UPDATE webhook_deliveries
                         SET state = 'delivered', delivered_at = clock_timestamp(),
                             lease_until = NULL, last_status = %(status)s, last_error = NULL
-                        WHERE delivery_id = %(id)s AND state = 'pending'),
+                        WHERE delivery_id = %(id)s AND state = 'pending'
+                        RETURNING state),
                   e AS (UPDATE webhook_endpoints
                         SET consecutive_failures = 0, circuit_open_until = NULL
                         WHERE endpoint_id = %(endpoint)s
                           AND (consecutive_failures <> 0 OR circuit_open_until IS NOT NULL))
-                  SELECT 'delivered', 0, NULL::timestamptz"""
+                  SELECT coalesce((SELECT state FROM d), 'superseded'), 0, NULL::timestamptz"""
     else:
         delay = policy.backoff(delivery.attempts)
         if attempt.retry_after is not None:
@@ -182,16 +223,18 @@ async def record(
     return Recorded(str(row[0]), int(row[1]), row[2])
 
 
-async def dead_letter_overdue(conn: AsyncConnection[Any]) -> int:
+async def dead_letter_overdue(conn: AsyncConnection[Any]) -> list[str]:
     """Deliveries past their give-up time that no attempt will settle (their endpoint was
-    disabled, or its circuit stayed open): dead-lettered, so that nothing waits for ever."""
+    disabled, or its circuit stayed open): dead-lettered, so that nothing waits for ever.
+    Returns their endpoints, one entry per delivery."""
     cur = await conn.execute(
         """UPDATE webhook_deliveries SET state = 'dead',
                last_error = coalesce(last_error, 'not attempted before the give-up time')
            WHERE state = 'pending' AND give_up_at < clock_timestamp()
-             AND (lease_until IS NULL OR lease_until < clock_timestamp())"""
+             AND (lease_until IS NULL OR lease_until < clock_timestamp())
+           RETURNING endpoint_id"""
     )
-    return cur.rowcount
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def pending_count(conn: AsyncConnection[Any]) -> int:
@@ -208,21 +251,26 @@ async def redeliver(
     delivery_ids: list[int] | None = None,
     since: datetime | None = None,
 ) -> int:
-    """Put dead deliveries back (same webhook-id, same body): due now, attempts counted on."""
+    """Put dead deliveries back (same webhook-id, same body): due now, attempts counted on.
+    Only those the team still sees; the endpoints concerned get a fresh circuit."""
     cur = await conn.execute(
-        """UPDATE webhook_deliveries
-           SET state = 'pending', next_attempt_at = clock_timestamp(), lease_until = NULL,
-               give_up_at = clock_timestamp() + %(give_up)s
-           WHERE state = 'dead'
-             AND (%(ep)s::text IS NULL OR endpoint_id = %(ep)s)
-             AND (%(ids)s::bigint[] IS NULL OR delivery_id = ANY(%(ids)s))
-             AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)""",
+        """WITH back AS (
+               UPDATE webhook_deliveries d
+               SET state = 'pending', next_attempt_at = clock_timestamp(), lease_until = NULL,
+                   give_up_at = clock_timestamp() + %(give_up)s
+               FROM alerts a
+               WHERE a.alert_id = d.alert_id AND d.state = 'dead'
+                 AND (%(ep)s::text IS NULL OR d.endpoint_id = %(ep)s)
+                 AND (%(ids)s::bigint[] IS NULL OR d.delivery_id = ANY(%(ids)s))
+                 AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s)
+                 AND placewatch_team_sees_alert(d.team_id, a.council_id, a.site,
+                       a.sensor_kind, a.severity, a.rule_id, a.resident_id)
+               RETURNING d.endpoint_id),
+           reset AS (
+               UPDATE webhook_endpoints SET consecutive_failures = 0, circuit_open_until = NULL
+               WHERE endpoint_id IN (SELECT endpoint_id FROM back))
+           SELECT count(*) FROM back""",
         {"give_up": give_up_after, "ep": endpoint_id, "ids": delivery_ids, "since": since},
     )
-    if cur.rowcount:
-        await conn.execute(
-            """UPDATE webhook_endpoints SET consecutive_failures = 0, circuit_open_until = NULL
-               WHERE %(ep)s::text IS NULL OR endpoint_id = %(ep)s""",
-            {"ep": endpoint_id},
-        )
-    return cur.rowcount
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

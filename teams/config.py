@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -45,9 +46,10 @@ class _Strict(BaseModel):
 
 
 class RouteSpec(_Strict):
-    sites: list[str] | None = None
-    kinds: list[SensorKind] | None = None
-    rules: list[str] | None = None
+    # An empty list would match nothing: left out it matches anything, so say one or omit it.
+    sites: list[str] | None = Field(default=None, min_length=1)
+    kinds: list[SensorKind] | None = Field(default=None, min_length=1)
+    rules: list[str] | None = Field(default=None, min_length=1)
     min_severity: Severity | None = None
     # Omitted: street alerts only. "*": every resident's alerts. A group id: its residents only.
     residents: str | None = None
@@ -60,6 +62,17 @@ class WebhookSpec(_Strict):
     secret_file: Path | None = None
     max_concurrency: int = Field(default=4, ge=1, le=64)
     enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url_httpx_accepts(cls, url: str) -> str:
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a usable URL: {exc}") from exc
+        if not parsed.host:
+            raise ValueError("the URL has no host")
+        return url
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> WebhookSpec:
@@ -167,6 +180,21 @@ def apply_teams(conn: psycopg.Connection[tuple[object, ...]], spec: TeamsFile) -
                 "INSERT INTO resident_groups (council_id, group_id, resident_id)"
                 " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 [(spec.council, group, r) for r in members],
+            )
+        # A route naming a group that exists nowhere would silently match no one.
+        named = {
+            r.residents for t in spec.teams for r in t.routes if r.residents not in (None, "*")
+        }
+        cur.execute(
+            "SELECT DISTINCT group_id FROM resident_groups WHERE council_id = %s",
+            (spec.council,),
+        )
+        known = {str(r[0]) for r in cur.fetchall()} | set(spec.resident_groups)
+        if unknown := sorted(named - known):
+            raise ValueError(
+                f"routes name resident groups that do not exist in council {spec.council}: "
+                + ", ".join(unknown)
+                + " (define them under resident_groups)"
             )
         for team in spec.teams:
             cur.execute(

@@ -682,3 +682,69 @@ def test_webhook_of_another_team_is_refused(conn: Conn, council: str, tmp_path: 
         f"ops-{council}",
         "https://alpha.example.org/hook",
     )
+
+
+def test_a_route_naming_a_group_that_exists_nowhere_is_refused(
+    conn: Conn, council: str, tmp_path: Path
+) -> None:
+    text = f"""
+    council: {council}
+    resident_groups: {{north-caseload: [r-1]}}
+    teams:
+      - id: t-{council}
+        name: Carers
+        routes: [{{residents: north-caseloed}}]
+    """
+    with pytest.raises(ValueError, match=r"north-caseloed .*define them under resident_groups"):
+        apply_teams(conn, _load(tmp_path, text, council))
+    assert _state(conn, council)["teams"] == []
+    # A group already in the database (from an earlier file) is fine.
+    apply_teams(conn, _load(tmp_path, text.replace("caseloed", "caseload"), council))
+    later = f"""
+    council: {council}
+    teams:
+      - id: t2-{council}
+        name: Night carers
+        routes: [{{residents: north-caseload}}]
+    """
+    apply_teams(conn, _load(tmp_path, later, council))
+
+
+@pytest.mark.parametrize(
+    ("route", "field"),
+    [("{sites: []}", "sites"), ("{kinds: []}", "kinds"), ("{rules: []}", "rules")],
+)
+def test_an_empty_list_in_a_route_is_refused(tmp_path: Path, route: str, field: str) -> None:
+    path = _write(
+        tmp_path,
+        f"""
+        council: camden
+        teams:
+          - id: north
+            name: North
+            routes: [{route}]
+        """,
+    )
+    with pytest.raises(ConfigLoadError) as caught:
+        load_teams_file(path)
+    [problem] = caught.value.problems
+    assert problem.field == f"teams[0].routes[0].{field}"
+
+
+def test_a_url_httpx_cannot_use_is_refused(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+        council: camden
+        teams:
+          - id: north
+            name: North
+            routes: [{}]
+            webhooks: [{id: hook, url: "http://a:b/"}]
+        """,
+    )
+    with pytest.raises(ConfigLoadError) as caught:
+        load_teams_file(path)
+    [problem] = caught.value.problems
+    assert problem.field == "teams[0].webhooks[0].url"
+    assert "not a usable URL" in problem.message
