@@ -126,6 +126,11 @@ CREATE INDEX webhook_deliveries_due
     ON webhook_deliveries (endpoint_id, next_attempt_at, delivery_id) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_alert ON webhook_deliveries (alert_id);
 CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (endpoint_id) WHERE state = 'dead';
+-- Attempts in flight per endpoint, counted at every claim (leases are cleared when recorded).
+CREATE INDEX webhook_deliveries_leased
+    ON webhook_deliveries (endpoint_id) WHERE state = 'pending' AND lease_until IS NOT NULL;
+-- A claim checks that no earlier event of the alert is still in the outbox (being fanned out).
+CREATE INDEX alert_outbox_alert ON alert_outbox (alert_id, id);
 
 CREATE TABLE webhook_attempts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
