@@ -220,12 +220,13 @@ class Dispatcher(SupervisedService):
         ep = endpoint.endpoint_id
         released = False
 
-        def release_slot() -> None:
+        def release_slot(wake: bool = True) -> None:
             nonlocal released
             if not released:
                 released = True
                 self._in_flight[ep] -= 1
-                self._delivery_wake.set()
+                if wake:
+                    self._delivery_wake.set()
 
         try:
             attempt = await send(
@@ -234,8 +235,9 @@ class Dispatcher(SupervisedService):
             if attempt.ok:
                 # The slot is for a request in flight; recording a success needs none (the
                 # delivery stays leased and pending until recorded, so the alert's next event
-                # still waits). A failure keeps it until the circuit has counted it.
-                release_slot()
+                # still waits). A failure keeps it until the circuit has counted it. The loop is
+                # woken once, after recording, when the alert's next event may go too.
+                release_slot(wake=False)
             metrics.ATTEMPTS.labels(ep, _outcome(attempt)).inc()
             metrics.ATTEMPT_SECONDS.labels(ep).observe(attempt.latency_s)
             recorded = await self._record(pool, delivery, attempt)
