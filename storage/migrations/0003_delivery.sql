@@ -35,6 +35,34 @@ CREATE TABLE team_routes (
 CREATE INDEX team_routes_team ON team_routes (team_id);
 
 -- The one definition of visibility, used by the dispatcher (routing) and the API (filtering).
+-- What a route covers of a subject (an alert's or a device's site, kind and resident):
+CREATE FUNCTION placewatch_route_covers(
+    r team_routes, p_council text, p_site text, p_kind text, p_resident text
+) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT (r.sites IS NULL OR p_site = ANY (r.sites))
+       AND (r.sensor_kinds IS NULL OR p_kind = ANY (r.sensor_kinds))
+       AND CASE
+             WHEN r.resident_group IS NULL THEN p_resident IS NULL
+             WHEN r.resident_group = '*' THEN p_resident IS NOT NULL
+             ELSE EXISTS (SELECT 1 FROM resident_groups g
+                          WHERE g.council_id = p_council AND g.group_id = r.resident_group
+                            AND g.resident_id = p_resident)
+           END
+$$;
+
+-- Devices: any route of the team, in the device's council, covers it.
+CREATE FUNCTION placewatch_team_sees_device(
+    p_team text, p_council text, p_site text, p_kind text, p_resident text
+) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1
+        FROM team_routes r JOIN teams t USING (team_id)
+        WHERE r.team_id = p_team AND t.council_id = p_council
+          AND placewatch_route_covers(r, p_council, p_site, p_kind, p_resident)
+    )
+$$;
+
+-- Alerts: the same, and the route's rule and minimum severity conditions hold too.
 CREATE FUNCTION placewatch_team_sees_alert(
     p_team text, p_council text, p_site text, p_kind text, p_severity text, p_rule text,
     p_resident text
@@ -43,39 +71,11 @@ CREATE FUNCTION placewatch_team_sees_alert(
         SELECT 1
         FROM team_routes r JOIN teams t USING (team_id)
         WHERE r.team_id = p_team AND t.council_id = p_council
-          AND (r.sites IS NULL OR p_site = ANY (r.sites))
-          AND (r.sensor_kinds IS NULL OR p_kind = ANY (r.sensor_kinds))
+          AND placewatch_route_covers(r, p_council, p_site, p_kind, p_resident)
           AND (r.rule_ids IS NULL OR p_rule = ANY (r.rule_ids))
           AND (r.min_severity IS NULL
                OR array_position(ARRAY['info', 'warning', 'critical'], p_severity)
                   >= array_position(ARRAY['info', 'warning', 'critical'], r.min_severity))
-          AND CASE
-                WHEN r.resident_group IS NULL THEN p_resident IS NULL
-                WHEN r.resident_group = '*' THEN p_resident IS NOT NULL
-                ELSE EXISTS (SELECT 1 FROM resident_groups g
-                             WHERE g.council_id = p_council AND g.group_id = r.resident_group
-                               AND g.resident_id = p_resident)
-              END
-    )
-$$;
-
--- Devices: the same routes, without the alert-only conditions (rule, severity).
-CREATE FUNCTION placewatch_team_sees_device(
-    p_team text, p_council text, p_site text, p_kind text, p_resident text
-) RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (
-        SELECT 1
-        FROM team_routes r JOIN teams t USING (team_id)
-        WHERE r.team_id = p_team AND t.council_id = p_council
-          AND (r.sites IS NULL OR p_site = ANY (r.sites))
-          AND (r.sensor_kinds IS NULL OR p_kind = ANY (r.sensor_kinds))
-          AND CASE
-                WHEN r.resident_group IS NULL THEN p_resident IS NULL
-                WHEN r.resident_group = '*' THEN p_resident IS NOT NULL
-                ELSE EXISTS (SELECT 1 FROM resident_groups g
-                             WHERE g.council_id = p_council AND g.group_id = r.resident_group
-                               AND g.resident_id = p_resident)
-              END
     )
 $$;
 
