@@ -12,9 +12,7 @@ from datetime import datetime
 from psycopg.rows import DictRow
 
 from api.db import Cursor
-
-# A device is silent when not heard for this many expected intervals.
-SILENT_FACTOR = 3
+from rules.kinds.silence import SILENT_AFTER_INTERVALS
 
 _VISIBLE_ALERTS = """
     SELECT a.* FROM alerts a JOIN teams t ON t.council_id = a.council_id
@@ -126,7 +124,7 @@ async def list_devices(
         ORDER BY d.device_id
         LIMIT %(limit)s OFFSET %(offset)s""",
         {
-            "factor": SILENT_FACTOR,
+            "factor": SILENT_AFTER_INTERVALS,
             "team": team,
             "kind": f.kind,
             "site": f.site,

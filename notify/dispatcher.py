@@ -154,14 +154,14 @@ class Dispatcher(SupervisedService):
             while not self.stopping.is_set():
                 self._delivery_wake.clear()
                 now = datetime.now(UTC)
-                if now >= housekeeping_at:
-                    await self._housekeeping(conn)
-                    housekeeping_at = now + _HOUSEKEEPING_EVERY
                 if now >= endpoints_at:
                     # Read at most once a second, not at every wake-up: new endpoints and
                     # circuit changes take effect within that second.
                     self._endpoints = await load_endpoints(conn)
                     endpoints_at = now + _ENDPOINTS_EVERY
+                if now >= housekeeping_at:
+                    await self._housekeeping(conn)
+                    housekeeping_at = now + _HOUSEKEEPING_EVERY
                 slots = {}
                 for ep in self._endpoints.values():
                     cap = self.policy.cap(
@@ -189,7 +189,7 @@ class Dispatcher(SupervisedService):
             log.info("withdrew %d deliveries: their teams no longer see the alerts", withdrawn)
         metrics.PENDING.set(await pending_count(conn))
         now = datetime.now(UTC)
-        endpoints = await load_endpoints(conn)
+        endpoints = self._endpoints  # just read by the loop
         for ep in endpoints.values():
             is_open = ep.circuit_open_until is not None and ep.circuit_open_until > now
             metrics.CIRCUIT_OPEN.labels(ep.endpoint_id).set(1 if is_open else 0)

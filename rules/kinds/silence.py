@@ -27,6 +27,11 @@ class Heard:
     devices: int
 
 
+# Not heard for this many expected intervals: silent (the rule's default; the API's device
+# status uses the same).
+SILENT_AFTER_INTERVALS = 3.0
+
+
 class SilenceRule(Rule):
     """Alerts when a subject has not been heard for ``after``, or else for ``factor`` times each
     device's registered expected interval; clears when it is heard again. ``per: resident``
@@ -36,7 +41,7 @@ class SilenceRule(Rule):
     stream = False
     per: Literal["device", "resident", "site"] = "device"
     after: Duration | None = None
-    factor: float = Field(default=3.0, gt=1)
+    factor: float = Field(default=SILENT_AFTER_INTERVALS, gt=1)
 
     def subject_of(self, device: DeviceView) -> tuple[SubjectType, str] | None:
         if self.per == "device":

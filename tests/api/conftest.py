@@ -9,7 +9,6 @@ Council B: carers-x (every resident of council B: "*"), with resident r-x1.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from placewatch.kinds import Kind
-from rules.alerts import record
 from storage.migrate import migrate
 from storage.registry import DeviceSpec, register
 from teams.config import TeamsFile, apply_teams
 from teams.keys import SCOPES, new_key
+from tests.support.alerts import open_test_alert
 from tests.support.api_server import ApiServer, serve_api
 from tests.support.postgres import create_database, drop_database
 
@@ -155,38 +153,19 @@ class World:
             ("resident", resident) if resident else ("device", f"dev-{uuid.uuid4().hex[:8]}")
         )
 
-        async def go() -> int:
-            async with (
-                await psycopg.AsyncConnection.connect(self.database_url) as conn,
-                conn.transaction(),
-                conn.cursor(row_factory=dict_row) as cur,
-            ):
-                await cur.execute(
-                    """INSERT INTO alerts (council_id, rule_id, rule_kind, subject_type,
-                                           subject_id, sensor_kind, site, resident_id, severity,
-                                           opened_at, summary, observed)
-                       VALUES (%s, %s, 'threshold', %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                       RETURNING *""",
-                    (
-                        council,
-                        rule_id or f"rule-{uuid.uuid4().hex[:6]}",
-                        subject_type,
-                        subject_id,
-                        kind,
-                        site,
-                        resident,
-                        severity,
-                        opened_at or datetime.now(UTC),
-                        summary,
-                        Jsonb(observed or {"value": 91, "threshold": 80}),
-                    ),
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                await record(cur, row, "opened", "rules:test", {})
-                return int(row["alert_id"])
-
-        return asyncio.run(go())
+        return open_test_alert(
+            self.database_url,
+            council,
+            rule_id or f"rule-{uuid.uuid4().hex[:6]}",
+            (subject_type, subject_id),
+            kind=kind,
+            site=site,
+            resident=resident,
+            severity=severity,
+            summary=summary,
+            observed=observed,
+            opened_at=opened_at,
+        )
 
     def care_alert(self, resident: str = "r-a1", council: str = A, **kw: Any) -> int:
         kw.setdefault("site", "elm-court")

@@ -19,8 +19,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from notify.signing import new_secret
-from rules.alerts import acknowledge_alert, record
+from rules.alerts import acknowledge_alert
 from teams.config import apply_teams, load_teams_file
+from tests.support.alerts import open_test_alert
 from tests.support.ingest import IngestProcess
 from tests.support.receivers import HangingReceiver, ReferenceReceiver
 
@@ -101,36 +102,16 @@ class DeliveryRig:
         resident: str | None = None,
     ) -> int:
         """An alert opened the way the rules engine opens one (row, audit, outbox)."""
-
-        async def go() -> int:
-            async with (
-                await psycopg.AsyncConnection.connect(self.database_url) as conn,
-                conn.transaction(),
-                conn.cursor(row_factory=dict_row) as cur,
-            ):
-                await cur.execute(
-                    """INSERT INTO alerts (council_id, rule_id, rule_kind, subject_type,
-                                           subject_id, sensor_kind, site, resident_id,
-                                           severity, opened_at, summary, observed)
-                       VALUES (%s, %s, 'threshold', 'device', %s, %s, %s, %s, %s, now(),
-                               'fill 91 %% above 80 %%', '{"value": 91, "threshold": 80}')
-                       RETURNING *""",
-                    (
-                        self.council,
-                        rule_id,
-                        subject or f"dev-{uuid.uuid4().hex[:8]}",
-                        kind,
-                        site,
-                        resident,
-                        severity,
-                    ),
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                await record(cur, row, "opened", "test", {})
-                return int(row["alert_id"])
-
-        return asyncio.run(go())
+        return open_test_alert(
+            self.database_url,
+            self.council,
+            rule_id,
+            ("device", subject or f"dev-{uuid.uuid4().hex[:8]}"),
+            kind=kind,
+            site=site,
+            resident=resident,
+            severity=severity,
+        )
 
     def acknowledge(self, alert_id: int) -> None:
         async def go() -> None:
