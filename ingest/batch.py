@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.decode import Decoded, Reason, Rejected
+from ingest.decode import Decoded, Rejected
 from ingest.mqtt import Message
 from ingest.registry import DeviceInfo, DeviceKey
 from placewatch.kinds import MEASUREMENT_COLUMNS, BinFill, Kind, Reading
+from placewatch.rejections import Reason
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,6 +45,9 @@ def to_rows(
                 )
             )
             continue
+        if info.quarantined:
+            rejected.append(held_back(d.message, a.council_id, a.device_id))
+            continue
         if info.kind is not a.kind:
             rejected.append(
                 Rejected(
@@ -65,6 +69,17 @@ def to_rows(
             )
         )
     return rows, rejected
+
+
+def held_back(message: Message, council_id: str, device_id: str) -> Rejected:
+    """The dead letter of a reading from a quarantined device."""
+    return Rejected(
+        message,
+        council_id,
+        Reason.QUARANTINED_DEVICE,
+        f"device {device_id!r} is quarantined: approve it with `placewatch devices approve`, "
+        "then `placewatch replay` stores this reading",
+    )
 
 
 def _measurements(kind: Kind, reading: Reading, info: DeviceInfo) -> tuple[Any, ...]:

@@ -12,54 +12,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
+from adapters import EnvelopeError, Uplink, adapt
 from ingest.mqtt import Message
 from placewatch.kinds import PAYLOAD_MODELS, Kind, Reading
+from placewatch.rejections import Reason, describe
 from placewatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _KIND_BY_NAME = {k.value: k for k in Kind}
-_DETAIL_MAX = 1_000
-_VALUE_MAX = 60
-
-
-class Reason:
-    """Machine-readable rejection reasons (the ``reason`` column and metric label)."""
-
-    INVALID_TOPIC = "invalid_topic"
-    UNKNOWN_KIND = "unknown_kind"
-    INVALID_JSON = "invalid_json"
-    NOT_AN_OBJECT = "not_an_object"
-    MISSING_FIELD = "missing_field"
-    UNKNOWN_FIELD = "unknown_field"
-    OUT_OF_RANGE = "out_of_range"
-    INVALID_VALUE = "invalid_value"
-    FUTURE_TIMESTAMP = "future_timestamp"
-    TOO_OLD = "too_old"
-    UNKNOWN_DEVICE = "unknown_device"
-    KIND_MISMATCH = "kind_mismatch"
-    STORAGE_ERROR = "storage_error"
-    DECODE_ERROR = "decode_error"  # decoding itself failed unexpectedly: a placewatch bug
-
-
-_REASON_BY_ERROR_TYPE = {
-    "json_invalid": Reason.INVALID_JSON,
-    "json_type": Reason.INVALID_JSON,
-    "model_type": Reason.NOT_AN_OBJECT,
-    "model_attributes_type": Reason.NOT_AN_OBJECT,
-    "missing": Reason.MISSING_FIELD,
-    "missing_measurement": Reason.MISSING_FIELD,
-    "extra_forbidden": Reason.UNKNOWN_FIELD,
-    "greater_than": Reason.OUT_OF_RANGE,
-    "greater_than_equal": Reason.OUT_OF_RANGE,
-    "less_than": Reason.OUT_OF_RANGE,
-    "less_than_equal": Reason.OUT_OF_RANGE,
-    "finite_number": Reason.OUT_OF_RANGE,
-}
 
 
 @dataclass(frozen=True)
@@ -95,6 +59,17 @@ class Decoded:
 
 
 @dataclass(slots=True, frozen=True)
+class Pending:
+    """A network server or SenML uplink: which device and model it is needs the registry."""
+
+    message: Message
+    uplink: Uplink
+
+
+Accepted = Decoded | Pending
+
+
+@dataclass(slots=True, frozen=True)
 class Rejected:
     message: Message
     council_id: str | None
@@ -115,8 +90,18 @@ def parse_topic(topic: str, prefix: str) -> Address | str:
     return Address(council, kind, device)
 
 
-def decode(message: Message, options: DecodeOptions) -> Decoded | Rejected:
+def decode(message: Message, options: DecodeOptions) -> Decoded | Rejected | list[Pending]:
     prefix = options.prefix
+    try:
+        uplinks = adapt(message.topic, message.payload, prefix, message.received_at)
+    except EnvelopeError as exc:
+        return Rejected(message, _council_guess(message.topic, prefix), exc.reason, exc.detail)
+    if uplinks is not None:
+        for u in uplinks:
+            late = _outside_window(message, u.time, options)
+            if late is not None:
+                return Rejected(message, u.council_id, *late)
+        return [Pending(message, u) for u in uplinks]
     address = parse_topic(message.topic, prefix)
     if isinstance(address, str):
         council = _council_guess(message.topic, prefix)
@@ -128,28 +113,38 @@ def decode(message: Message, options: DecodeOptions) -> Decoded | Rejected:
     except ValidationError as exc:
         reason, detail = describe(exc)
         return Rejected(message, address.council_id, reason, detail)
-    lag = message.received_at - reading.time.timestamp()
-    if -lag > options.max_future_s or (options.max_age_s is not None and lag > options.max_age_s):
-        received = datetime.fromtimestamp(message.received_at, UTC).isoformat()
-        future = lag < 0
-        limit = (
-            f"{options.max_future_s:g} s after"
-            if future
-            else f"{(options.max_age_s or 0) / 86_400:g} days before"
-        )
-        return Rejected(
-            message,
-            address.council_id,
-            Reason.FUTURE_TIMESTAMP if future else Reason.TOO_OLD,
-            f"time={reading.time.isoformat()}: more than {limit} it was received ({received})",
-        )
+    late = _outside_window(message, reading.time, options)
+    if late is not None:
+        return Rejected(message, address.council_id, *late)
     return Decoded(message, address, reading)
+
+
+def _outside_window(
+    message: Message, time: datetime, options: DecodeOptions
+) -> tuple[str, str] | None:
+    """(reason, detail) if the event time is too far ahead of or behind its receipt."""
+    lag = message.received_at - time.timestamp()
+    future = lag < 0
+    if not (
+        -lag > options.max_future_s or (options.max_age_s is not None and lag > options.max_age_s)
+    ):
+        return None
+    received = datetime.fromtimestamp(message.received_at, UTC).isoformat()
+    limit = (
+        f"{options.max_future_s:g} s after"
+        if future
+        else f"{(options.max_age_s or 0) / 86_400:g} days before"
+    )
+    return (
+        Reason.FUTURE_TIMESTAMP if future else Reason.TOO_OLD,
+        f"time={time.isoformat()}: more than {limit} it was received ({received})",
+    )
 
 
 def decode_all(
     batch: Sequence[Message], options: DecodeOptions
-) -> tuple[list[Decoded], list[Rejected]]:
-    decoded: list[Decoded] = []
+) -> tuple[list[Accepted], list[Rejected]]:
+    decoded: list[Accepted] = []
     rejected: list[Rejected] = []
     for msg in batch:
         try:
@@ -157,33 +152,13 @@ def decode_all(
         except Exception as exc:  # one message must never stop the consumer
             log.exception("decoding a message on %s failed", msg.topic)
             out = Rejected(msg, None, Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}"[:500])
-        if isinstance(out, Decoded):
-            decoded.append(out)
-        else:
+        if isinstance(out, Rejected):
             rejected.append(out)
-    return decoded, rejected
-
-
-def describe(exc: ValidationError) -> tuple[str, str]:
-    """The first error's reason, and every error as ``field=value: why``."""
-    errors = exc.errors(include_url=False)
-    reason = _REASON_BY_ERROR_TYPE.get(errors[0]["type"], Reason.INVALID_VALUE)
-    parts = []
-    for err in errors:
-        field = ".".join(str(p) for p in err["loc"])
-        if err["type"] in ("json_invalid", "json_type"):
-            parts.append(err["msg"])
-        elif err["type"] == "missing" or not field:
-            parts.append(f"{field or 'payload'}: {err['msg']}")
+        elif isinstance(out, list):
+            decoded.extend(out)
         else:
-            parts.append(f"{field}={_short(err.get('input'))}: {err['msg']}")
-    detail = "; ".join(parts)
-    return reason, detail[:_DETAIL_MAX]
-
-
-def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= _VALUE_MAX else text[: _VALUE_MAX - 1] + "…"
+            decoded.append(out)
+    return decoded, rejected
 
 
 def _council_guess(topic: str, prefix: str) -> str | None:

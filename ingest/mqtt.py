@@ -59,7 +59,7 @@ class MqttOptions:
     host: str
     port: int
     client_id: str
-    topic: str
+    topics: tuple[str, ...]
     session_expiry_s: int
     receive_maximum: int
     max_held_bytes: int = 64 * 2**20
@@ -209,7 +209,7 @@ class MqttConsumer:
         )
         # Subscribing again on a resumed session is harmless and repairs a lost subscription.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe(self._opt.topic, options=options)
+        client.subscribe([(topic, options) for topic in self._opt.topics])
 
     def _on_subscribe(
         self,
@@ -220,9 +220,9 @@ class MqttConsumer:
         properties: Properties | None,
     ) -> None:
         if any(r.is_failure for r in reasons):
-            log.error("subscription to %s refused: %s", self._opt.topic, reasons)
+            log.error("subscription to %s refused: %s", ", ".join(self._opt.topics), reasons)
             return
-        log.info("subscribed to %s", self._opt.topic)
+        log.info("subscribed to %s", ", ".join(self._opt.topics))
         self._loop.call_soon_threadsafe(self.subscribed.set)
 
     def _on_disconnect(

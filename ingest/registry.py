@@ -18,6 +18,7 @@ class DeviceInfo:
     kind: Kind
     resident_id: str | None
     properties: dict[str, Any]
+    quarantined: bool = False
 
 
 @dataclass
@@ -45,16 +46,17 @@ class DeviceRegistry:
                 missing.append(key)
         if missing:
             cur = await conn.execute(
-                """SELECT d.council_id, d.device_id, d.kind, d.resident_id, d.properties
+                """SELECT d.council_id, d.device_id, d.kind, d.resident_id, d.properties,
+                          d.status = 'quarantined'
                    FROM devices d
                    JOIN unnest(%s::text[], %s::text[]) AS k(council_id, device_id)
                      USING (council_id, device_id)""",
                 ([k[0] for k in missing], [k[1] for k in missing]),
             )
-            for council_id, device_id, kind, resident_id, properties in await cur.fetchall():
+            for council_id, device_id, kind, resident_id, properties, held in await cur.fetchall():
                 # Settings are a JSON object by contract; anything else is ignored, not trusted.
                 props = properties if isinstance(properties, dict) else {}
-                info = DeviceInfo(Kind(kind), resident_id, props)
+                info = DeviceInfo(Kind(kind), resident_id, props, held)
                 self._cache[(council_id, device_id)] = (now, info)
                 found[(council_id, device_id)] = info
         return found

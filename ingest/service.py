@@ -23,7 +23,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import metrics
-from ingest.decode import Decoded, DecodeOptions, Rejected, decode_all
+from ingest.decode import Accepted, DecodeOptions, Rejected, decode_all
 from ingest.heartbeat import HEARTBEAT_S, beat
 from ingest.mqtt import Message, MqttConsumer, MqttOptions
 from ingest.registry import DeviceRegistry
@@ -39,12 +39,13 @@ class _StopDeadlineError(Exception):
     """A stop was requested and its deadline passed before the batch could be stored."""
 
 
-def subscription_topic(settings: Settings) -> str:
+def subscription_topics(settings: Settings) -> tuple[str, ...]:
     # Every depth under the prefix: a topic of the wrong shape is dead-lettered, not dropped.
-    topic = f"{settings.topic_prefix}/#"
+    # Network server uplinks arrive on their own topics (bridged into this broker).
+    topics = (f"{settings.topic_prefix}/#", *settings.ingest_network_topics)
     if settings.ingest_shared_group:
-        return f"$share/{settings.ingest_shared_group}/{topic}"
-    return topic
+        return tuple(f"$share/{settings.ingest_shared_group}/{t}" for t in topics)
+    return topics
 
 
 class IngestService:
@@ -96,7 +97,7 @@ class IngestService:
                 host=s.mqtt_host,
                 port=s.mqtt_port,
                 client_id=s.ingest_client_id,
-                topic=subscription_topic(s),
+                topics=subscription_topics(s),
                 session_expiry_s=s.ingest_session_expiry_s,
                 receive_maximum=s.ingest_receive_maximum,
                 max_held_bytes=s.ingest_max_held_mib * 2**20,
@@ -208,7 +209,7 @@ class IngestService:
         return True
 
     async def _store_with_retry(
-        self, pool: AsyncConnectionPool[Any], decoded: list[Decoded], rejected: list[Rejected]
+        self, pool: AsyncConnectionPool[Any], decoded: list[Accepted], rejected: list[Rejected]
     ) -> Stored | None:
         """Store the batch, retrying for as long as it takes; None only when a stop's deadline
         passes first."""

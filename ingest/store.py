@@ -21,10 +21,12 @@ import psycopg
 from psycopg import AsyncConnection
 
 from ingest.batch import Row, device_keys, to_rows
-from ingest.decode import Decoded, Reason, Rejected
+from ingest.decode import Accepted, Decoded, Pending, Rejected
 from ingest.registry import DeviceRegistry
-from ingest.writer import load_copy_types, write_batch
+from ingest.uplinks import UplinkResolver
+from ingest.writer import WriteResult, load_copy_types, write_batch
 from placewatch.kinds import Kind
+from placewatch.rejections import Reason
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,14 @@ class BatchStore:
     # Announce new readings to the rules workers (rule_inbox), in the same transaction.
     rules_inbox: bool = True
     copy_types: dict[Kind, list[str]] | None = None
+    uplinks: UplinkResolver | None = None
+
+    def __post_init__(self) -> None:
+        if self.uplinks is None:
+            self.uplinks = UplinkResolver(ttl_s=self.registry.ttl_s)
 
     async def store(
-        self, connect: ConnectionSource, decoded: Sequence[Decoded], rejected: Sequence[Rejected]
+        self, connect: ConnectionSource, decoded: Sequence[Accepted], rejected: Sequence[Rejected]
     ) -> Stored:
         out = Stored()
         await self._store(connect, decoded, rejected, out)
@@ -70,7 +77,7 @@ class BatchStore:
     async def _store(
         self,
         connect: ConnectionSource,
-        decoded: Sequence[Decoded],
+        decoded: Sequence[Accepted],
         rejected: Sequence[Rejected],
         out: Stored,
     ) -> None:
@@ -78,12 +85,13 @@ class BatchStore:
             async with connect() as conn:
                 if self.copy_types is None:
                     self.copy_types = await load_copy_types(conn)
-                devices = await self.registry.resolve(conn, device_keys(decoded))
-                rows, unmapped = to_rows(decoded, devices)
-                letters = [*rejected, *unmapped]
-                result = await write_batch(
-                    conn, self.copy_types, rows, letters, rules_inbox=self.rules_inbox
-                )
+                pending = [d for d in decoded if isinstance(d, Pending)]
+                if pending:
+                    # Counter state is locked and saved in the readings' transaction.
+                    async with conn.transaction():
+                        rows, letters, result = await self._write(conn, decoded, rejected)
+                else:
+                    rows, letters, result = await self._write(conn, decoded, rejected)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -95,10 +103,32 @@ class BatchStore:
             out.inserted[kind] = out.inserted.get(kind, 0) + n
         out.duplicates += result.duplicates
 
+    async def _write(
+        self,
+        conn: AsyncConnection[Any],
+        accepted: Sequence[Accepted],
+        rejected: Sequence[Rejected],
+    ) -> tuple[list[Row], list[Rejected], WriteResult]:
+        assert self.copy_types is not None and self.uplinks is not None
+        decoded = [d for d in accepted if isinstance(d, Decoded)]
+        pending = [d for d in accepted if isinstance(d, Pending)]
+        letters = list(rejected)
+        if pending:
+            mapped, refused = await self.uplinks.resolve(conn, pending)
+            decoded += mapped
+            letters += refused
+        devices = await self.registry.resolve(conn, device_keys(decoded))
+        rows, unmapped = to_rows(decoded, devices)
+        letters += unmapped
+        result = await write_batch(
+            conn, self.copy_types, rows, letters, rules_inbox=self.rules_inbox
+        )
+        return rows, letters, result
+
     async def _isolate(
         self,
         connect: ConnectionSource,
-        decoded: Sequence[Decoded],
+        decoded: Sequence[Accepted],
         rejected: Sequence[Rejected],
         out: Stored,
         exc: Exception,
@@ -112,7 +142,8 @@ class BatchStore:
         elif decoded:
             d = decoded[0]
             log.warning("message on %s refused: %s", d.message.topic, why)
-            refused = Rejected(d.message, d.address.council_id, Reason.STORAGE_ERROR, why)
+            council = d.address.council_id if isinstance(d, Decoded) else d.uplink.council_id
+            refused = Rejected(d.message, council, Reason.STORAGE_ERROR, why)
             await self._store(connect, [], [*rejected, refused], out)
         elif len(rejected) > 1:
             half = len(rejected) // 2

@@ -118,6 +118,18 @@ def _notify(args: argparse.Namespace, settings: Settings) -> int:
     return run_notify_command(args, settings)
 
 
+def _devices(args: argparse.Namespace, settings: Settings) -> int:
+    from devices.commands import run_devices_command
+
+    return run_devices_command(args, settings)
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from devices.commands import run_models_command
+
+    return run_models_command(args, settings)
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import run
 
@@ -170,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_teams_parser(sub)
     add_keys_parser(sub)
 
+    from devices.commands import add_devices_parser, add_models_parser
+
+    add_devices_parser(sub)
+    add_models_parser(sub)
+
     from notify.commands import add_notify_parsers
 
     add_notify_parsers(sub)
@@ -189,6 +206,8 @@ _COMMANDS = {
     "keys": _keys,
     "notify": _notify,
     "webhooks": _notify,
+    "devices": _devices,
+    "models": _models,
     "api": _api,
 }
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Announce committed readings to the rules workers (rule_inbox, same transaction). Turn off
     # only where no rules worker runs, or the inbox grows by a row per device and batch.
     ingest_rules_inbox: bool = True
+    # Network server uplink topics, as bridged into the broker (The Things Stack v3 and
+    # ChirpStack v4 by default; see docs/devices.md). A JSON list; [] for native only.
+    ingest_network_topics: list[str] = Field(
+        default_factory=lambda: ["v3/+/devices/+/up", "application/+/device/+/event/up"]
+    )
 
     # Rules workers. Rule files: the shipped defaults (unless turned off) plus
     # PLACEWATCH_RULES_PATH, files or directories separated by the OS path separator (":").

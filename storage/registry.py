@@ -27,6 +27,9 @@ class DeviceSpec:
     properties: dict[str, Any] = field(default_factory=dict)
     # Free labels that rules can select on (e.g. "high-street", "care-pilot").
     tags: tuple[str, ...] = ()
+    # LoRaWAN DevEUI, lower-case hex: how network server uplinks find the device.
+    dev_eui: str | None = None
+    status: str = "active"  # or "quarantined": auto-registered, waiting for an operator
 
 
 def register(
@@ -53,6 +56,8 @@ def register(
                 Jsonb(d.properties),
                 d.expected_interval_s,
                 list(d.tags),
+                d.dev_eui.lower() if d.dev_eui else None,
+                d.status,
             )
             for d in devices
         ]
@@ -60,15 +65,42 @@ def register(
             cur.executemany(
                 """INSERT INTO devices (council_id, device_id, kind, model, site, ward, latitude,
                                         longitude, resident_id, properties, expected_interval_s,
-                                        tags)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                        tags, dev_eui, status)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (council_id, device_id) DO UPDATE
                    SET kind = excluded.kind, model = excluded.model, site = excluded.site,
                        ward = excluded.ward, latitude = excluded.latitude,
                        longitude = excluded.longitude, resident_id = excluded.resident_id,
                        properties = excluded.properties,
                        expected_interval_s = excluded.expected_interval_s,
-                       tags = excluded.tags""",
+                       tags = excluded.tags, dev_eui = excluded.dev_eui,
+                       status = excluded.status""",
                 params,
             )
+    return len(params)
+
+
+@dataclass(frozen=True)
+class NetworkApplication:
+    """A network server application whose uplinks belong to a council."""
+
+    network: str  # "ttn" or "chirpstack"
+    # TTN: "{application id}@{tenant id}" as in the uplink topic; ChirpStack: the application id.
+    application: str
+    auto_register: bool = False
+
+
+def register_applications(
+    conn: psycopg.Connection[Any], council_id: str, applications: Iterable[NetworkApplication]
+) -> int:
+    """Create or update the council's network server applications (idempotent)."""
+    params = [(a.network, a.application, council_id, a.auto_register) for a in applications]
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO network_applications (network, application, council_id, auto_register)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (network, application) DO UPDATE
+               SET council_id = excluded.council_id, auto_register = excluded.auto_register""",
+            params,
+        )
     return len(params)

@@ -106,7 +106,9 @@ def test_event_time_window() -> None:
 
     def check(event_time: float) -> Decoded | Rejected:
         payload: dict[str, object] = {"time": event_time, "level_m": 1}
-        return decode(msg("placewatch/s/flood_level/g", payload, now), options)
+        out = decode(msg("placewatch/s/flood_level/g", payload, now), options)
+        assert not isinstance(out, list)
+        return out
 
     assert isinstance(check(now - 86_400 * 30), Decoded)
     assert isinstance(check(now + 200), Decoded)

@@ -45,6 +45,20 @@ class IngestProcess:
         env.update(self.extra_env)
         return env
 
+    def cli(self, *args: str, ok: bool = True) -> str:
+        """Run another ``placewatch`` command with this process's configuration; its stdout
+        (and stderr), asserting it succeeded unless ``ok`` is False."""
+        out = subprocess.run(
+            [sys.executable, "-m", "placewatch", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert out.returncode == 0, f"placewatch {' '.join(args)}: {out.stderr}"
+        return out.stdout + out.stderr
+
     def start(self, wait_ready: bool = True) -> None:
         self.starts += 1
         log = self._log_path().open("ab")

@@ -1,0 +1,208 @@
+"""Device models: how one product's decoded fields become a sensor kind's native fields.
+
+A model is a YAML file (see ``docs/devices.md``)::
+
+    id: milesight-iot/em310-udl
+    kind: bin_fill
+    name: Milesight EM310-UDL ultrasonic bin level sensor
+    match:
+      ttn: {brand_id: milesight-iot, model_id: em310-udl}
+      chirpstack: {device_profile: Milesight EM310-UDL}
+    defaults: {blind_zone_mm: 250}
+    fields:
+      fill_pct: {from: distance, unit: mm, transform: fill_from_distance}
+      distance_mm: {from: distance, unit: mm}
+      battery_pct: {from: battery, unit: "%"}
+      tilt: {from: tilt, map: {tilt: true, normal: false}}
+
+Built-in models ship in ``devices/models/``; ``placewatch models import FILE`` stores more in the
+database, where a model with the same id overrides the built-in one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from devices.units import UnitError, conversion, field_unit, is_count
+from placewatch.kinds import PAYLOAD_MODELS, Kind
+from placewatch.yamlconfig import ConfigLoadError, ConfigProblem, load_yaml
+
+NATIVE = "native"  # the model of devices that send native field names (no mapping)
+Transform = Literal["fill_from_distance", "level_from_distance"]
+# The unit a transform's input is converted to before it runs.
+TRANSFORM_INPUT: dict[str, str] = {
+    "fill_from_distance": "millimeter",
+    "level_from_distance": "meter",
+}
+# Device settings each transform reads.
+TRANSFORM_SETTINGS: dict[str, tuple[str, ...]] = {
+    "fill_from_distance": ("depth_mm", "blind_zone_mm"),
+    "level_from_distance": ("mounting_height_m",),
+}
+SettingValue = float | int | str | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FieldSpec(_Strict):
+    """Where one native field comes from, applied in this order: read (``from``, ``setting`` or
+    ``value``) → ``map`` states → convert the unit → ``scale`` → ``cumulative`` (increase since
+    the previous uplink) → ``transform`` → ``add_setting`` → ``above`` (a threshold → flag)."""
+
+    source: str | list[str] | None = Field(default=None, alias="from", min_length=1)
+    setting: str | None = None
+    value: SettingValue | None = None
+    unit: str | None = None
+    map: dict[str, SettingValue] | None = None
+    convert_to: str | None = Field(default=None, alias="as")
+    scale: float | None = None
+    cumulative: bool = False
+    transform: Transform | None = None
+    add_setting: str | None = None
+    above: float | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        given = [n for n in ("source", "setting", "value") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of from, setting, value")
+        return self
+
+    @property
+    def sources(self) -> list[str]:
+        if self.source is None:
+            return []
+        return [self.source] if isinstance(self.source, str) else list(self.source)
+
+
+class TtnMatch(_Strict):
+    brand_id: str
+    model_id: str
+
+
+class ChirpstackMatch(_Strict):
+    device_profile: str
+
+
+class MatchSpec(_Strict):
+    ttn: TtnMatch | None = None
+    chirpstack: ChirpstackMatch | None = None
+    # A device tag (ChirpStack deviceInfo.tags.model) naming this model.
+    tag: str | None = None
+
+
+class DeviceModel(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
+    kind: Kind
+    name: str
+    match: MatchSpec = MatchSpec()
+    # Per-device settings used when the device's registry entry does not give them.
+    defaults: dict[str, SettingValue] = {}
+    fields: dict[str, FieldSpec] = Field(min_length=1)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_the_kind(self) -> Self:
+        allowed = set(PAYLOAD_MODELS[self.kind].model_fields) - {"time"}
+        unknown = sorted(set(self.fields) - allowed)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} not a field of {self.kind.value}; "
+                f"fields are {', '.join(sorted(allowed))}"
+            )
+        for name, spec in self.fields.items():
+            _check_units(name, spec)
+        return self
+
+
+def _check_units(name: str, spec: FieldSpec) -> None:
+    """Fail at load, not on the first uplink, when a unit cannot reach the field's unit."""
+    if spec.unit is None or is_count(spec.unit):
+        return
+    target = (
+        TRANSFORM_INPUT[spec.transform] if spec.transform else spec.convert_to or field_unit(name)
+    )
+    if target is None:
+        raise ValueError(f"{name}: has no unit, so unit {spec.unit!r} cannot apply")
+    try:
+        conversion(spec.unit, target)
+    except UnitError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+MODEL_ADAPTER: TypeAdapter[DeviceModel] = TypeAdapter(DeviceModel)
+
+
+def load_model_file(path: Path) -> DeviceModel:
+    problems: list[ConfigProblem] = []
+    loaded = load_yaml(path, MODEL_ADAPTER, problems)
+    if problems or loaded.value is None:
+        raise ConfigLoadError(problems or [ConfigProblem(str(path), None, "", "file is empty")])
+    return loaded.value
+
+
+def builtin_models() -> list[DeviceModel]:
+    folder = resources.files("devices") / "models"
+    paths = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return [load_model_file(Path(str(folder / name))) for name in paths]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHints:
+    """What an uplink says about its device's model."""
+
+    ttn_brand: str | None = None
+    ttn_model: str | None = None
+    chirpstack_profile: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelCatalog:
+    """Every known model by id, and the match tables network server hints are looked up in."""
+
+    models: dict[str, DeviceModel] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, builtin: Iterable[DeviceModel], stored: Iterable[DeviceModel] = ()) -> Self:
+        catalog = cls()
+        for model in builtin:
+            catalog.add(model, "built-in")
+        for model in stored:
+            catalog.add(model, "database")
+        return catalog
+
+    def add(self, model: DeviceModel, source: str) -> None:
+        self.models[model.id] = model
+        self.source[model.id] = source
+
+    def get(self, model_id: str | None) -> DeviceModel | None:
+        return self.models.get(model_id) if model_id else None
+
+    def match(self, hints: ModelHints) -> DeviceModel | None:
+        tag = hints.tags.get("model")
+        if tag and tag in self.models:
+            return self.models[tag]
+        for model in self.models.values():
+            m = model.match
+            if m.tag and tag == m.tag:
+                return model
+            if m.ttn and hints.ttn_brand == m.ttn.brand_id and hints.ttn_model == m.ttn.model_id:
+                return model
+            if m.chirpstack and hints.chirpstack_profile == m.chirpstack.device_profile:
+                return model
+        return None
+
+
+def spec_json(model: DeviceModel) -> dict[str, Any]:
+    """The model as stored in ``device_models.spec`` (the YAML's own keys)."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)

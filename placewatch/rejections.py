@@ -1,0 +1,80 @@
+"""Why a message was refused: machine-readable reasons and readable details.
+
+Shared by native decoding (``ingest.decode``) and device mappings (``devices.mapping``), so a
+validation error reads the same wherever it happens: the reason of the first error, and every
+error as ``field=value: why``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+_DETAIL_MAX = 1_000
+_VALUE_MAX = 60
+
+
+class Reason:
+    """Machine-readable rejection reasons (the ``reason`` column and metric label)."""
+
+    INVALID_TOPIC = "invalid_topic"
+    UNKNOWN_KIND = "unknown_kind"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    OUT_OF_RANGE = "out_of_range"
+    INVALID_VALUE = "invalid_value"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_OLD = "too_old"
+    UNKNOWN_DEVICE = "unknown_device"
+    KIND_MISMATCH = "kind_mismatch"
+    STORAGE_ERROR = "storage_error"
+    # Network server and SenML messages (see adapters/ and ingest.uplinks):
+    NOT_AN_UPLINK = "not_an_uplink"  # a join, downlink or status event
+    SIMULATED_UPLINK = "simulated_uplink"
+    NOT_DECODED = "not_decoded"  # no payload formatter / codec on the network server
+    QUARANTINED_DEVICE = "quarantined_device"
+    MISSING_SETTING = "missing_setting"  # the device lacks a setting its model needs
+    INVALID_SETTING = "invalid_setting"
+    INVALID_UNIT = "invalid_unit"
+    DECODE_ERROR = "decode_error"  # decoding itself failed unexpectedly: a placewatch bug
+
+
+_REASON_BY_ERROR_TYPE = {
+    "json_invalid": Reason.INVALID_JSON,
+    "json_type": Reason.INVALID_JSON,
+    "model_type": Reason.NOT_AN_OBJECT,
+    "model_attributes_type": Reason.NOT_AN_OBJECT,
+    "missing": Reason.MISSING_FIELD,
+    "missing_measurement": Reason.MISSING_FIELD,
+    "extra_forbidden": Reason.UNKNOWN_FIELD,
+    "greater_than": Reason.OUT_OF_RANGE,
+    "greater_than_equal": Reason.OUT_OF_RANGE,
+    "less_than": Reason.OUT_OF_RANGE,
+    "less_than_equal": Reason.OUT_OF_RANGE,
+    "finite_number": Reason.OUT_OF_RANGE,
+}
+
+
+def describe(exc: ValidationError) -> tuple[str, str]:
+    """The first error's reason, and every error as ``field=value: why``."""
+    errors = exc.errors(include_url=False)
+    reason = _REASON_BY_ERROR_TYPE.get(errors[0]["type"], Reason.INVALID_VALUE)
+    parts = []
+    for err in errors:
+        field = ".".join(str(p) for p in err["loc"])
+        if err["type"] in ("json_invalid", "json_type"):
+            parts.append(err["msg"])
+        elif err["type"] == "missing" or not field:
+            parts.append(f"{field or 'payload'}: {err['msg']}")
+        else:
+            parts.append(f"{field}={_short(err.get('input'))}: {err['msg']}")
+    detail = "; ".join(parts)
+    return reason, detail[:_DETAIL_MAX]
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _VALUE_MAX else text[: _VALUE_MAX - 1] + "…"

@@ -1,0 +1,1 @@
+-- 0004 has nothing flavour-specific: registry and configuration tables, plain on both flavours.
