@@ -12,7 +12,14 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from devices.mapping import MappingError, to_reading
-from devices.models import MODEL_ADAPTER, ModelCatalog, builtin_models, load_model_file, spec_json
+from devices.models import (
+    STORED_MODELS_SQL,
+    ModelCatalog,
+    builtin_models,
+    catalog_of,
+    load_model_file,
+    spec_json,
+)
 from placewatch.settings import Settings
 from placewatch.yamlconfig import ConfigLoadError
 from storage.database import connect
@@ -119,8 +126,7 @@ def run_models_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def stored_catalog(conn: Any) -> ModelCatalog:
-    rows = conn.execute("SELECT spec FROM device_models ORDER BY model_id").fetchall()
-    return ModelCatalog.of(builtin_models(), [MODEL_ADAPTER.validate_python(r[0]) for r in rows])
+    return catalog_of(conn.execute(STORED_MODELS_SQL).fetchall(), builtin_models())
 
 
 def _import(conn: Any, file: str) -> int:
@@ -149,6 +155,7 @@ def _import(conn: Any, file: str) -> int:
 def _scenario(file: str, path: Path) -> Any:
     """The simulator scenario ``file`` names (a built-in name or a scenario YAML), else None."""
     from ruamel.yaml import YAML
+
     from simulators.scenario import is_scenario, load_scenario
 
     if not path.exists():

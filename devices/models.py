@@ -21,17 +21,21 @@ database, where a model with the same id overrides the built-in one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from devices.units import UnitError, conversion, field_unit, is_count
 from placewatch.kinds import PAYLOAD_MODELS, Kind
 from placewatch.yamlconfig import ConfigLoadError, ConfigProblem, load_yaml
+
+log = logging.getLogger(__name__)
 
 NATIVE = "native"  # the model of devices that send native field names (no mapping)
 Transform = Literal["fill_from_distance", "level_from_distance"]
@@ -111,31 +115,43 @@ class DeviceModel(_Strict):
 
     @model_validator(mode="after")
     def _fields_fit_the_kind(self) -> Self:
+        # Every problem, each located at its field, so a file is fixed in one pass.
         allowed = set(PAYLOAD_MODELS[self.kind].model_fields) - {"time"}
-        unknown = sorted(set(self.fields) - allowed)
-        if unknown:
-            raise ValueError(
-                f"{', '.join(unknown)} not a field of {self.kind.value}; "
-                f"fields are {', '.join(sorted(allowed))}"
-            )
+        errors: list[InitErrorDetails] = []
         for name, spec in self.fields.items():
-            _check_units(name, spec)
+            problem = (
+                f"not a field of {self.kind.value}; fields are {', '.join(sorted(allowed))}"
+                if name not in allowed
+                else _unit_problem(name, spec)
+            )
+            if problem:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("model_field", problem),
+                        loc=("fields", name),
+                        input=spec,
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
 
-def _check_units(name: str, spec: FieldSpec) -> None:
-    """Fail at load, not on the first uplink, when a unit cannot reach the field's unit."""
+def _unit_problem(name: str, spec: FieldSpec) -> str | None:
+    """Why the field's unit cannot reach the field's own unit (found at load, not on the first
+    uplink), or None."""
     if spec.unit is None or is_count(spec.unit):
-        return
+        return None
     target = (
         TRANSFORM_INPUT[spec.transform] if spec.transform else spec.convert_to or field_unit(name)
     )
     if target is None:
-        raise ValueError(f"{name}: has no unit, so unit {spec.unit!r} cannot apply")
+        return f"has no unit, so unit {spec.unit!r} cannot apply"
     try:
         conversion(spec.unit, target)
     except UnitError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        return str(exc)
+    return None
 
 
 MODEL_ADAPTER: TypeAdapter[DeviceModel] = TypeAdapter(DeviceModel)
@@ -201,6 +217,22 @@ class ModelCatalog:
             if m.chirpstack and hints.chirpstack_profile == m.chirpstack.device_profile:
                 return model
         return None
+
+
+STORED_MODELS_SQL = "SELECT model_id, spec FROM device_models ORDER BY model_id"
+
+
+def catalog_of(stored: Iterable[tuple[str, Any]], builtin: Iterable[DeviceModel]) -> ModelCatalog:
+    """Built-in models overridden by the stored ``(model_id, spec)`` rows of
+    ``STORED_MODELS_SQL``. A stored spec this version cannot read (it passed an older one) is
+    left out and logged, so one bad row cannot stop ingest."""
+    models = []
+    for model_id, spec in stored:
+        try:
+            models.append(MODEL_ADAPTER.validate_python(spec))
+        except ValidationError as exc:
+            log.error("stored device model %s is invalid and ignored: %s", model_id, exc)
+    return ModelCatalog.of(builtin, models)
 
 
 def spec_json(model: DeviceModel) -> dict[str, Any]:

@@ -26,7 +26,13 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from devices.mapping import MappingError, to_reading
-from devices.models import MODEL_ADAPTER, DeviceModel, ModelCatalog, builtin_models
+from devices.models import (
+    STORED_MODELS_SQL,
+    DeviceModel,
+    ModelCatalog,
+    builtin_models,
+    catalog_of,
+)
 from ingest.batch import held_back
 from ingest.decode import Address, Decoded, Pending, Rejected
 from placewatch.kinds import Kind
@@ -117,9 +123,8 @@ class UplinkResolver:
         now = time.monotonic()
         if self._catalog is not None and now - self._loaded_at < self.ttl_s:
             return
-        cur = await conn.execute("SELECT spec FROM device_models ORDER BY model_id")
-        stored = [MODEL_ADAPTER.validate_python(spec) for (spec,) in await cur.fetchall()]
-        self._catalog = ModelCatalog.of(self._builtin, stored)
+        cur = await conn.execute(STORED_MODELS_SQL)
+        self._catalog = catalog_of(await cur.fetchall(), self._builtin)
         cur = await conn.execute(
             "SELECT network, application, council_id, auto_register FROM network_applications"
         )
