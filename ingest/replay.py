@@ -30,7 +30,10 @@ class ReplayResult:
 
 
 async def replay(
-    settings: Settings, reason: str | None = None, batch_size: int = 1_000
+    settings: Settings,
+    reason: str | None = None,
+    batch_size: int = 1_000,
+    council: str | None = None,
 ) -> ReplayResult:
     result = ReplayResult()
     # Always read the registry afresh: it was just fixed.
@@ -46,8 +49,9 @@ async def replay(
                        FROM dead_letters
                        WHERE replayed_at IS NULL AND id > %s
                          AND (%s::text IS NULL OR reason = %s)
+                         AND (%s::text IS NULL OR council_id = %s)
                        ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
-                    (last_id, reason, reason, batch_size),
+                    (last_id, reason, reason, council, council, batch_size),
                 )
                 letters = await cur.fetchall()
                 if not letters:

@@ -247,8 +247,8 @@ def test_unknown_device_is_held_then_replayed_once(pipe: Pipeline, tmp_path: Pat
             )
         ),
     )
-    assert "8 stored" in ingest.cli("replay")
-    assert "0 stored" in ingest.cli("replay")
+    assert "8 stored" in ingest.cli("replay", "--council", pipe.council)
+    assert "0 stored" in ingest.cli("replay", "--council", pipe.council)
     fills = pipe.conn.execute(
         "SELECT fill_pct FROM bin_fill WHERE council_id = %s ORDER BY time", (pipe.council,)
     ).fetchall()
@@ -296,7 +296,7 @@ def test_auto_registered_device_waits_in_quarantine(pipe: Pipeline, tmp_path: Pa
     listed = ingest.cli("devices", "list", "--council", pipe.council, "--quarantined")
     assert "river-wandle" in listed and "[quarantined]" in listed and "1 devices" in listed
 
-    assert "0 stored" in ingest.cli("replay")  # still held: not approved yet
+    assert "0 stored" in ingest.cli("replay", "--council", pipe.council)  # still held: not approved yet
     ingest.cli(
         "devices",
         "approve",
@@ -306,7 +306,7 @@ def test_auto_registered_device_waits_in_quarantine(pipe: Pipeline, tmp_path: Pa
         "--setting",
         "sensor_datum_m=1.25",
     )
-    assert "1 stored" in ingest.cli("replay")
+    assert "1 stored" in ingest.cli("replay", "--council", pipe.council)
     stored = row(pipe, "flood_level", "river-wandle")
     assert stored["level_m"] == pytest.approx(1.6) and stored["time"] == when
     shown = ingest.cli("devices", "show", "river-wandle", "--council", pipe.council)

@@ -42,7 +42,7 @@ def test_replay_after_registering_unknown_device(pipe: Pipeline) -> None:
 
     def replay() -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "placewatch", "replay"],
+            [sys.executable, "-m", "placewatch", "replay", "--council", pipe.council],
             env=ingest.env(),
             capture_output=True,
             text=True,
