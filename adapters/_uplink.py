@@ -11,12 +11,14 @@ from typing import Any
 from devices.models import ModelHints
 
 _EUI = re.compile(r"^[0-9a-fA-F]{16}$")
+_DETAIL_MAX = 1_000
 
 
 class EnvelopeError(Exception):
     """The message cannot give an uplink: ``reason`` is the dead-letter reason."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = detail[:_DETAIL_MAX]  # a dead letter's detail, not a copy of its payload
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -37,11 +39,17 @@ class Uplink:
     dedupe_key: str
 
 
-def json_object(payload: bytes, what: str) -> dict[str, Any]:
+def json_value(payload: bytes, what: str) -> Any:
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EnvelopeError("invalid_json", f"{what}: not JSON ({exc})") from None
+        return json.loads(payload)
+    # ValueError: also valid JSON Python will not read (an integer of more than 4300 digits);
+    # RecursionError: nesting deeper than the interpreter's stack.
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError("invalid_json", f"{what}: not JSON ({str(exc)[:200]})") from None
+
+
+def json_object(payload: bytes, what: str) -> dict[str, Any]:
+    body = json_value(payload, what)
     if not isinstance(body, dict):
         raise EnvelopeError("not_an_object", f"{what}: a JSON object is expected")
     return body

@@ -4,20 +4,21 @@ Records are resolved as the RFC says: name = base name + name, time = base time 
 result below 2**28 is relative to the time of receipt), value = base value + value, unit = unit
 or base unit. The device is the resolved name up to its last ``:`` or ``/`` (``bn`` is
 ``"{device}:"``, or ``"urn:dev:eui:{dev eui}:"``), the field is the rest; a topic that names the
-device lets records carry bare field names. One uplink per (device, time). CBOR packs are not
-read here (dead-lettered as invalid JSON, kept for replay once they are).
+device lets records carry bare field names. One uplink per (device, time). A pack with a
+must-understand field (a name ending in "_", RFC 8428 §4.4) or with no value at all is refused.
+CBOR packs are not read here (dead-lettered as invalid JSON, kept for replay once they are).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters._uplink import EnvelopeError, Uplink
+from adapters._uplink import EnvelopeError, Uplink, json_value
 from devices.models import ModelHints
+from placewatch.rejections import short_repr
 
 _RELATIVE_LIMIT = 2**28  # RFC 8428 §4.5.3
 _URN_EUI = re.compile(r"^urn:dev:(?:eui|mac|ow):([0-9a-fA-F]{16})$")
@@ -26,21 +27,24 @@ _URN_EUI = re.compile(r"^urn:dev:(?:eui|mac|ow):([0-9a-fA-F]{16})$")
 def parse_senml(
     council_id: str, topic_device: str | None, payload: bytes, received_at: float
 ) -> list[Uplink]:
-    try:
-        pack = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EnvelopeError("invalid_json", f"SenML pack: not JSON ({exc})") from None
+    pack = json_value(payload, "SenML pack")
     if not isinstance(pack, list) or not pack:
         raise EnvelopeError("not_an_object", "SenML pack: a non-empty JSON array is expected")
     groups: dict[tuple[str, float], dict[str, Any]] = {}
-    base: dict[str, Any] = {"bn": "", "bt": 0.0, "bu": None, "bv": 0.0}
+    base: dict[str, Any] = {"bn": "", "bt": 0.0, "bu": None, "bv": 0.0, "bs": 0.0}
     for i, record in enumerate(pack):
         if not isinstance(record, dict):
             raise EnvelopeError("not_an_object", f"[{i}]: a SenML record must be an object")
+        for key in record:
+            if key.endswith("_"):  # RFC 8428 §4.4: must-understand fields: reject the pack
+                raise EnvelopeError(
+                    "invalid_value",
+                    f"[{i}].{key[:60]}: a must-understand field this reader does not know",
+                )
         for key in ("bn", "bu"):
             if key in record:
                 base[key] = _typed(record, key, str, i)
-        for key in ("bt", "bv"):
+        for key in ("bt", "bv", "bs"):
             if key in record:
                 base[key] = _number(record, key, i)
         value = _value(record, base, i)
@@ -53,9 +57,11 @@ def parse_senml(
         t = base["bt"] + (_number(record, "t", i) if "t" in record else 0.0)
         if t < _RELATIVE_LIMIT:
             t += received_at
-        unit = record.get("u", base["bu"])
+        unit = _typed(record, "u", str, i) if "u" in record else base["bu"]
         entry = {"value": value, "unit": unit} if isinstance(value, float) and unit else value
         groups.setdefault((device, t), {})[field] = entry
+    if not groups:  # nothing to store: refused, so it is kept rather than lost
+        raise EnvelopeError("missing_field", "SenML pack: no record has a value")
     return [
         _uplink(council_id, device, t, fields) for (device, t), fields in sorted(groups.items())
     ]
@@ -84,7 +90,7 @@ def _value(record: dict[str, Any], base: dict[str, Any], i: int) -> float | str 
     if "v" in record:
         return float(base["bv"]) + _number(record, "v", i)
     if "s" in record:  # a sum (e.g. a cumulative count) is the value when no v is given
-        return _number(record, "s", i)
+        return float(base["bs"]) + _number(record, "s", i)
     if "vs" in record:
         return str(_typed(record, "vs", str, i))
     if "vb" in record:
@@ -108,13 +114,21 @@ def _split(name: str, topic_device: str | None, i: int) -> tuple[str, str]:
 
 def _number(record: dict[str, Any], key: str, i: int) -> float:
     value = record[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise EnvelopeError("invalid_value", f"[{i}].{key}={value!r}: a finite number is needed")
-    return float(value)
+    try:  # an integer beyond a float's range overflows
+        number = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise EnvelopeError(
+            "invalid_value", f"[{i}].{key}={short_repr(value)}: a finite number is needed"
+        )
+    return number
 
 
 def _typed(record: dict[str, Any], key: str, kind: type, i: int) -> Any:
     value = record[key]
     if not isinstance(value, kind):
-        raise EnvelopeError("invalid_value", f"[{i}].{key}={value!r}: a {kind.__name__} is needed")
+        raise EnvelopeError(
+            "invalid_value", f"[{i}].{key}={short_repr(value)}: a {kind.__name__} is needed"
+        )
     return value

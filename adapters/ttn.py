@@ -33,7 +33,7 @@ def parse_ttn(topic: str, payload: bytes) -> list[Uplink]:
             "not_an_uplink", f"The Things Stack {event!r} event: only uplinks carry readings"
         )
     body = json_object(payload, "The Things Stack uplink")
-    if body.get("simulated"):
+    if body.get("simulated"):  # any truthy value: refusing keeps it, storing would not undo
         raise EnvelopeError(
             "simulated_uplink", "simulated uplink (sent from the console), not a device's"
         )
@@ -55,7 +55,11 @@ def parse_ttn(topic: str, payload: bytes) -> list[Uplink]:
         else []
     )
     received = text(up, "received_at") or text(body, "received_at")
-    time = earliest(gateway_times) or timestamp(received)
+    time = (
+        earliest(gateway_times)
+        or timestamp(up.get("received_at"))
+        or timestamp(body.get("received_at"))
+    )
     if time is None:
         raise EnvelopeError(
             "missing_field", "no gateway time and no received_at: the uplink has no time"

@@ -282,8 +282,11 @@ def _samples(path: Path) -> list[tuple[datetime, dict[str, Any]]]:
     from adapters.senml import parse_senml
     from adapters.ttn import parse_ttn
 
-    raw = path.read_bytes()
-    body = json.loads(raw)
+    try:
+        raw = path.read_bytes()
+        body = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, and its decoding
+        raise SystemExit(f"{path}: cannot read the sample: {str(exc)[:200]}") from None
     now = datetime.now(UTC)
     try:
         if isinstance(body, list):
@@ -292,8 +295,12 @@ def _samples(path: Path) -> list[tuple[datetime, dict[str, Any]]]:
             uplinks = parse_ttn("v3/app@tenant/devices/device/up", raw)
         elif isinstance(body, dict) and "deviceInfo" in body:
             uplinks = parse_chirpstack("application/app/device/0000000000000000/event/up", raw)
-        else:
+        elif isinstance(body, dict):
             return [(now, body)]
+        else:
+            raise SystemExit(
+                f"{path}: a sample is a JSON object of decoded fields, or a whole uplink"
+            )
     except EnvelopeError as exc:
         raise SystemExit(f"{path}: {exc.reason}: {exc.detail}") from None
     return [(u.time, u.fields) for u in uplinks]

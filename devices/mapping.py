@@ -17,7 +17,7 @@ from devices.models import TRANSFORM_INPUT, DeviceModel, FieldSpec
 from devices.units import UnitError, convert, field_unit, is_count
 from devices.values import Value, lookup, read
 from placewatch.kinds import PAYLOAD_MODELS, Kind, Reading
-from placewatch.rejections import describe  # one wording for every validation error
+from placewatch.rejections import describe, short_repr  # one wording everywhere
 
 # (field, value now) → increase since the previous uplink.
 CounterDelta = Callable[[str, float], float]
@@ -67,7 +67,11 @@ def native_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
         value = read(raw)
         unit = field_unit(name)
         if value is not None and value.number is not None and value.unit and unit:
-            out[name] = _convert(name, value.number, value.unit, unit)
+            out[name] = (
+                value.number
+                if is_count(value.unit)
+                else _convert(name, value.number, value.unit, unit)
+            )
         elif value is not None and value.number is not None:
             out[name] = value.number
         else:
@@ -106,12 +110,14 @@ def _field(
         return None  # the uplink does not carry it (e.g. a status frame)
     value = read(raw)
     if value is None:
-        raise MappingError("invalid_value", f"{raw_name}={raw!r}: not a number, flag or state")
+        raise MappingError(
+            "invalid_value", f"{raw_name}={short_repr(raw)}: not a number, flag or state"
+        )
     if spec.map is not None:
         value = _mapped(raw_name, raw, value, spec.map)
     if value.number is None:
         if spec.above is not None or spec.transform or spec.cumulative or spec.scale:
-            raise MappingError("invalid_value", f"{raw_name}={raw!r}: a number is needed")
+            raise MappingError("invalid_value", f"{raw_name}={short_repr(raw)}: a number is needed")
         return value.flag if value.flag is not None else value.state
     number = value.number
     unit = value.unit or spec.unit
@@ -176,7 +182,12 @@ def setting_number(
     raw = setting(model, settings, key, field)
     value = read(raw)
     if value is None or value.number is None or isinstance(raw, bool):
-        raise MappingError("invalid_setting", f"device setting {key}={raw!r}: not a number")
+        raise MappingError(
+            "invalid_setting", f"device setting {key}={short_repr(raw)}: not a number"
+        )
+    unit = field_unit(key)  # a setting's name gives its unit: "1.1 m" for depth_mm is 1100
+    if value.unit and unit and not is_count(value.unit):
+        return _convert(key, value.number, value.unit, unit)
     return value.number
 
 
@@ -194,7 +205,8 @@ def _mapped(name: str, raw: Any, value: Value, table: dict[str, Any]) -> Value:
         if k.lower() == str(key).lower():
             return read(v) or Value(state=str(v))
     raise MappingError(
-        "invalid_value", f"{name}={raw!r}: not one of the states {', '.join(map(repr, table))}"
+        "invalid_value",
+        f"{name}={short_repr(raw)}: not one of the states {', '.join(map(repr, table))}",
     )
 
 

@@ -26,9 +26,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from devices.units import UnitError, conversion, field_unit, is_count
@@ -49,7 +57,17 @@ TRANSFORM_SETTINGS: dict[str, tuple[str, ...]] = {
     "fill_from_distance": ("depth_mm", "blind_zone_mm"),
     "level_from_distance": ("mounting_height_m",),
 }
-SettingValue = float | int | str | bool
+
+
+def _setting_value(value: Any) -> float | int | str | bool:
+    # One message for a wrong value, not one per member of the union, each with the member's
+    # name added to the field's path ("defaults.depth_mm.float").
+    if isinstance(value, float | int | str | bool):
+        return value
+    raise ValueError("a number, text or true/false is expected")
+
+
+SettingValue = Annotated[float | int | str | bool, PlainValidator(_setting_value)]
 
 
 class _Strict(BaseModel):
@@ -159,7 +177,8 @@ MODEL_ADAPTER: TypeAdapter[DeviceModel] = TypeAdapter(DeviceModel)
 
 def load_model_file(path: Path) -> DeviceModel:
     problems: list[ConfigProblem] = []
-    loaded = load_yaml(path, MODEL_ADAPTER, problems)
+    # A wrong ``from`` fails both members of its union: report them at the field itself.
+    loaded = load_yaml(path, MODEL_ADAPTER, problems, synthetic=("str", "list[str]"))
     if problems or loaded.value is None:
         raise ConfigLoadError(problems or [ConfigProblem(str(path), None, "", "file is empty")])
     return loaded.value
@@ -205,13 +224,15 @@ class ModelCatalog:
         return self.models.get(model_id) if model_id else None
 
     def match(self, hints: ModelHints) -> DeviceModel | None:
+        # A model tag is the device's own word: it wins over the network server's hints.
         tag = hints.tags.get("model")
         if tag and tag in self.models:
             return self.models[tag]
         for model in self.models.values():
-            m = model.match
-            if m.tag and tag == m.tag:
+            if tag and model.match.tag == tag:
                 return model
+        for model in self.models.values():
+            m = model.match
             if m.ttn and hints.ttn_brand == m.ttn.brand_id and hints.ttn_model == m.ttn.model_id:
                 return model
             if m.chirpstack and hints.chirpstack_profile == m.chirpstack.device_profile:

@@ -94,6 +94,7 @@ def load_devices_file(
         raise ConfigLoadError(problems or [ConfigProblem(str(path), None, "", "file is empty")])
     devices: list[DeviceSpec] = []
     seen: set[str] = set()
+    euis: dict[str, str] = {}  # dev eui → the device id that has it
     for i, d in enumerate(spec.devices):
         where = ("devices", i)
         model = catalog.get(d.model)
@@ -107,6 +108,10 @@ def load_devices_file(
             problem = ("kind", f"model {model.id} makes {model.kind.value} readings, not {kind}")
         elif d.id in seen:
             problem = ("id", f"device {d.id!r} is listed twice")
+        elif d.dev_eui and d.dev_eui.lower() in euis:
+            # One device per DevEUI (the registry's unique index): say so here, with the line.
+            other = euis[d.dev_eui.lower()]
+            problem = ("dev_eui", f"DevEUI {d.dev_eui.lower()} is listed twice (device {other!r})")
         if problem is not None or kind is None:
             field, message = problem or ("kind", "missing")
             problems.append(
@@ -116,6 +121,8 @@ def load_devices_file(
             )
             continue
         seen.add(d.id)
+        if d.dev_eui:
+            euis[d.dev_eui.lower()] = d.id
         devices.append(
             DeviceSpec(
                 council_id=spec.council,

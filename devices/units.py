@@ -32,6 +32,8 @@ _ALIASES = {
     "°c": "degree_Celsius",
     "c": "degree_Celsius",  # a "C" on a temperature is Celsius, not coulomb
     "°f": "degree_Fahrenheit",
+    "℃": "degree_Celsius",  # U+2103, one character, as some decoders write it
+    "℉": "degree_Fahrenheit",
     "mwc": "meter_H2O",
     "mh2o": "meter_H2O",
     "lux": "lux",
@@ -65,8 +67,10 @@ def conversion(source: str, target: str) -> tuple[float, float]:
         one = registry.Quantity(1.0, _normalise(source)).to(_normalise(target)).magnitude
     except pint.DimensionalityError:
         raise UnitError(f"cannot convert {source!r} to {target!r}") from None
-    except (pint.UndefinedUnitError, AttributeError, TypeError, ValueError, AssertionError):
-        raise UnitError(f"unknown unit {source!r}") from None
+    # Units come from payloads: whatever pint's parser makes of arbitrary text (ZeroDivisionError
+    # for "1/0", tokenize.TokenError for "(", RecursionError, ...) is an unknown unit.
+    except Exception:
+        raise UnitError(f"unknown unit {source[:_UNIT_MAX]!r}") from None
     return float(one - zero), float(zero)
 
 
@@ -80,13 +84,27 @@ def convert(value: float, source: str, target: str) -> float:
 _POWER = re.compile(r"(?<=[a-zA-Zµμ])([23])\b")
 
 
+# pint evaluates the numbers in a unit: "9**9**9" would compute a 370-million-digit integer
+# and never return. Payloads choose units, so only short ones are read, without parentheses,
+# whose powers are small literal exponents of unit names.
+_UNIT_MAX = 40
+_UNSAFE = re.compile(
+    r"[()]"  # grouping: "(9**99)**99"
+    r"|[\d.]\s*\*\*"  # a number raised to a power: "10**9"
+    r"|\*\*(?!\s*[-+]?\d{1,2}(?![\d.]|\s*\*\*))"  # a power that is not a small literal
+)
+
+
 def _normalise(unit: str) -> str:
     text = unit.strip()
     alias = _ALIASES.get(text.lower())
     if alias is not None:
         return alias
     # "ug/m3", "kg/m3", "m3/s": a trailing digit on a unit symbol is a power.
-    return _POWER.sub(r"**\1", text.replace("^", "**"))
+    text = _POWER.sub(r"**\1", text.replace("^", "**"))
+    if len(text) > _UNIT_MAX or _UNSAFE.search(text):
+        raise UnitError(f"unknown unit {unit[:_UNIT_MAX]!r}")
+    return text
 
 
 @cache

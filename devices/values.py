@@ -24,16 +24,29 @@ class Value:
 
 def read(raw: Any) -> Value | None:
     """The value of a payload field, or None if it holds nothing usable (null, list, NaN)."""
+    # {value, unit} objects, unwrapped in a loop (nested as deep as JSON allows, they must not
+    # exhaust the stack); the outermost unit wins.
+    unit: str | None = None
+    while isinstance(raw, dict) and "value" in raw:
+        given = raw.get("unit")
+        if unit is None and isinstance(given, str) and given:
+            unit = given
+        raw = raw["value"]
+    value = _scalar(raw)
+    if unit is not None and value is not None and value.number is not None:
+        return Value(number=value.number, unit=unit)
+    return value
+
+
+def _scalar(raw: Any) -> Value | None:
     if isinstance(raw, bool):
         return Value(flag=raw)
     if isinstance(raw, int | float):
-        return Value(number=float(raw)) if math.isfinite(raw) else None
-    if isinstance(raw, dict) and "value" in raw:
-        inner = read(raw["value"])
-        unit = raw.get("unit")
-        if inner is not None and inner.number is not None and isinstance(unit, str) and unit:
-            return Value(number=inner.number, unit=unit)
-        return inner
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer beyond a float's range
+            return None
+        return Value(number=number) if math.isfinite(number) else None
     if isinstance(raw, str):
         m = _NUMBER_WITH_UNIT.match(raw)
         if m:

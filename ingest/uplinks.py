@@ -95,6 +95,7 @@ class UplinkResolver:
         found.sort(key=lambda f: (f[1].council_id, f[1].device_id, f[0].uplink.time))
         for p, device, model in found:
             settings = {**p.uplink.hints.tags, **device.properties}
+            moved: list[tuple[CounterKey, _Counter | None]] = []
             try:
                 reading = to_reading(
                     device.kind,
@@ -102,9 +103,13 @@ class UplinkResolver:
                     p.uplink.fields,
                     p.uplink.time,
                     settings,
-                    _delta(counters, device, p.uplink.time),
+                    _delta(counters, device, p.uplink.time, moved),
                 )
             except MappingError as exc:
+                # A refused uplink leaves its counters where they were: when it is replayed
+                # (the device fixed), its increase is measured from them, not found "late".
+                for key, before in reversed(moved):
+                    counters[key] = before
                 rejected.append(
                     Rejected(
                         p.message,
@@ -224,12 +229,29 @@ class UplinkResolver:
                 Reason.UNKNOWN_DEVICE,
                 f"{who} is not registered in council {council!r}{why}",
             )
-        await conn.execute(
+        cur = await conn.execute(
             """INSERT INTO devices (council_id, device_id, kind, model, dev_eui, status, properties)
                VALUES (%s, %s, %s, %s, %s, 'quarantined', %s)
-               ON CONFLICT DO NOTHING""",
+               ON CONFLICT DO NOTHING RETURNING dev_eui""",
             (council, device_id, model.kind.value, model.id, u.dev_eui, Jsonb(u.hints.tags)),
         )
+        if await cur.fetchone() is None:
+            # Registered a moment ago by an earlier uplink of this device: still quarantined.
+            # Otherwise another device already has that id.
+            cur = await conn.execute(
+                "SELECT dev_eui IS NOT DISTINCT FROM %s FROM devices"
+                " WHERE council_id = %s AND device_id = %s",
+                (u.dev_eui, council, device_id),
+            )
+            same = await cur.fetchone()
+            if same is None or not same[0]:
+                return Rejected(
+                    p.message,
+                    council,
+                    Reason.UNKNOWN_DEVICE,
+                    f"{who} is not registered in council {council!r}; not auto-registered: "
+                    f"another device is already called {device_id!r}",
+                )
         return Rejected(
             p.message,
             council,
@@ -272,10 +294,20 @@ async def _lock_counters(
     return counters
 
 
-def _delta(counters: dict[CounterKey, _Counter | None], device: _Device, at: datetime) -> Any:
+def _delta(
+    counters: dict[CounterKey, _Counter | None],
+    device: _Device,
+    at: datetime,
+    moved: list[tuple[CounterKey, _Counter | None]] | None = None,
+) -> Any:
+    """The delta function of one uplink; ``moved`` records each counter it changes, and what
+    it was, so that a refused uplink can put them back."""
+
     def delta(name: str, value: float) -> float:
         key = (device.council_id, device.device_id, name)
         prev = counters.get(key)
+        if moved is not None and (prev is None or at > prev.time):
+            moved.append((key, prev))
         if prev is None:
             # The first value seen: its total is the device's lifetime, not this interval's.
             counters[key] = _Counter(at, value, changed=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from placewatch.kinds import KINDS, Kind
 from placewatch.logs import setup_logging
 from placewatch.settings import Settings
 
@@ -28,43 +28,9 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from simulators.basic import Publisher, ReadingGenerator, fleet, run_simulation
-    from simulators.faults import with_faults
-    from storage.database import connect
-    from storage.registry import register
+    from simulators.commands import run_simulate_command
 
-    kinds = tuple(Kind(k) for k in args.kinds) if args.kinds else KINDS
-    devices = fleet(args.council, args.per_kind, kinds)
-    if not args.no_register:
-        with connect(settings.database_url) as conn:
-            register(conn, args.council, args.council_name or args.council, devices)
-        print(f"registered {len(devices)} devices in council {args.council}")
-    publisher = Publisher(
-        settings.mqtt_host,
-        settings.mqtt_port,
-        qos=args.qos,
-        username=settings.mqtt_username,
-        password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-    )
-    try:
-        stream = with_faults(
-            iter(ReadingGenerator(devices, settings.topic_prefix, seed=args.seed)),
-            settings.topic_prefix,
-            args.council,
-            args.bad_every,
-        )
-        sent = run_simulation(
-            publisher,
-            stream,
-            rate=args.rate,
-            count=args.count,
-            duration_s=args.duration,
-        )
-        acked = publisher.wait_acked(timeout=120)
-    finally:
-        publisher.close()
-    print(f"published {sent} messages (QoS {args.qos}); broker acknowledged all: {acked}")
-    return 0 if acked else 1
+    return run_simulate_command(args, settings)
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,7 +38,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from ingest.replay import replay
 
-    result = asyncio.run(replay(settings, reason=args.reason))
+    result = asyncio.run(replay(settings, reason=args.reason, council=args.council))
     still = ", ".join(f"{r}: {n}" for r, n in result.still_rejected.items()) or "none"
     print(
         f"replayed dead letters: {result.stored} stored, {result.duplicates} already stored; "
@@ -144,31 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
     sub.add_parser("ingest", help="consume MQTT readings into the database")
 
-    sim = sub.add_parser("simulate", help="publish readings from a simulated fleet")
-    sim.add_argument("--council", default="demo", help="council id (default: demo)")
-    sim.add_argument("--council-name", default=None)
-    sim.add_argument("--per-kind", type=int, default=5, help="devices per kind (default: 5)")
-    sim.add_argument("--kinds", nargs="*", choices=[k.value for k in KINDS])
-    sim.add_argument("--rate", type=float, default=20.0, help="messages/s; 0 = flat out")
-    sim.add_argument("--count", type=int, default=None, help="stop after this many messages")
-    sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    sim.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument(
-        "--bad-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="after every N valid messages publish a malformed one (default: never)",
-    )
-    sim.add_argument(
-        "--no-register",
-        action="store_true",
-        help="do not register the fleet in the device registry first",
-    )
+    from simulators.commands import add_simulate_parser
+
+    add_simulate_parser(sub)
 
     rep = sub.add_parser("replay", help="run pending dead letters through ingest again")
     rep.add_argument("--reason", default=None, help="only dead letters with this reason")
+    rep.add_argument("--council", default=None, help="only dead letters of this council")
 
     sub.add_parser("status", help="print what is stored: readings, dead letters, devices")
 
@@ -216,7 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
-    return _COMMANDS[args.command](args, settings)
+    try:
+        return _COMMANDS[args.command](args, settings)
+    except BrokenPipeError:
+        # `placewatch devices list | head`: end quietly, as Unix tools do (SIGPIPE itself stays
+        # ignored: the services must survive a peer closing a socket).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

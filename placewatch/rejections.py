@@ -7,12 +7,18 @@ error as ``field=value: why``.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from pydantic import ValidationError
 
 _DETAIL_MAX = 1_000
 _VALUE_MAX = 60
+# Values in details come from payloads: shown bounded in length and in nesting (a value nested
+# as deep as JSON allows would otherwise exhaust the stack while being written out).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = _VALUE_MAX
 
 
 class Reason:
@@ -70,11 +76,18 @@ def describe(exc: ValidationError) -> tuple[str, str]:
         elif err["type"] == "missing" or not field:
             parts.append(f"{field or 'payload'}: {err['msg']}")
         else:
-            parts.append(f"{field}={_short(err.get('input'))}: {err['msg']}")
+            parts.append(f"{field}={short_repr(err.get('input'))}: {err['msg']}")
     detail = "; ".join(parts)
     return reason, detail[:_DETAIL_MAX]
 
 
-def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
+def short_repr(value: Any) -> str:
+    """A payload value as a detail shows it: ``'open'``, ``140``, ``[1, 2]``, at most 60
+    characters."""
+    if isinstance(value, str):
+        text = repr(value[: _VALUE_MAX + 1])
+    elif isinstance(value, dict | list | tuple):
+        text = _REPR.repr(value)
+    else:
+        text = str(value)
     return text if len(text) <= _VALUE_MAX else text[: _VALUE_MAX - 1] + "…"

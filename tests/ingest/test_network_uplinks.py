@@ -296,7 +296,9 @@ def test_auto_registered_device_waits_in_quarantine(pipe: Pipeline, tmp_path: Pa
     listed = ingest.cli("devices", "list", "--council", pipe.council, "--quarantined")
     assert "river-wandle" in listed and "[quarantined]" in listed and "1 devices" in listed
 
-    assert "0 stored" in ingest.cli("replay", "--council", pipe.council)  # still held: not approved yet
+    assert "0 stored" in ingest.cli(
+        "replay", "--council", pipe.council
+    )  # still held: not approved yet
     ingest.cli(
         "devices",
         "approve",
@@ -315,9 +317,7 @@ def test_auto_registered_device_waits_in_quarantine(pipe: Pipeline, tmp_path: Pa
 
 def test_senml_and_non_uplink_events(pipe: Pipeline, tmp_path: Path) -> None:
     # Subscribed to every ChirpStack event (the default is uplinks only): the others are kept.
-    ingest = pipe.ingest(
-        start=False, ingest_network_topics='["application/+/device/+/event/+"]'
-    )
+    ingest = pipe.ingest(start=False, ingest_network_topics='["application/+/device/+/event/+"]')
     cs_app, eui = new_eui() + "-cs", new_eui()
     ingest.cli(
         "devices",
