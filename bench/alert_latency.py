@@ -56,11 +56,9 @@ import secrets
 import select
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -92,6 +90,7 @@ from notify.signing import new_secret
 from placewatch.kinds import KINDS, Kind
 from placewatch.settings import Settings
 from simulators.basic import ReadingGenerator, fleet
+from simulators.wire import WirePublisher
 from storage.registry import DeviceSpec
 from teams.config import TeamsFile, apply_teams
 from tests.support.ingest import IngestProcess
@@ -164,149 +163,6 @@ NOTIFY_METRICS = (
 # -- the publisher (a child process, so that its pacing has a GIL of its own) --------------------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-class RawPublisher:
-    """The least an MQTT 5 QoS 1 publisher does, on a plain socket: CONNECT, PUBLISH with packet
-    ids, count PUBACKs, respect the broker's Receive Maximum. paho costs ≈ 140 µs of CPU per
-    publish on the benchmark machine (a core at 7,000 msg/s); this costs a tenth of that, so the
-    harness takes little of the CPU that ingest, the workers and PostgreSQL share with it."""
-
-    def __init__(self, host: str, port: int, client_id: str) -> None:
-        self._sock = socket.create_connection((host, port), timeout=10)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Protocol "MQTT" v5, clean start, keep-alive 0 (off), no properties.
-        body = _utf8("MQTT") + bytes([5, 0x02, 0, 0, 0]) + _utf8(client_id)
-        self._sock.sendall(bytes([0x10]) + _varint(len(body)) + body)
-        self._buf = b""
-        kind, connack = self._read_packet()
-        if kind != 0x20 or len(connack) < 2 or connack[1] != 0:
-            raise ConnectionError(f"CONNACK refused: {kind:#x} {connack!r}")
-        self.receive_maximum = _receive_maximum(connack[2:])
-        self._sock.settimeout(None)
-        self._cond = threading.Condition()
-        self._sent = self._acked = self._failed = 0
-        self._error: BaseException | None = None
-        self._next_id = 0
-        self._reader = threading.Thread(target=self._read_acks, daemon=True)
-        self._reader.start()
-
-    def _read_packet(self) -> tuple[int, bytes]:
-        while True:
-            if len(self._buf) >= 2:
-                length, shift, i = 0, 0, 1
-                while i < len(self._buf):
-                    byte = self._buf[i]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    i += 1
-                    if not byte & 0x80:
-                        if len(self._buf) >= i + length:
-                            packet = self._buf[i : i + length]
-                            kind = self._buf[0] & 0xF0
-                            self._buf = self._buf[i + length :]
-                            return kind, packet
-                        break
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("broker closed the connection")
-            self._buf += chunk
-
-    def _read_acks(self) -> None:
-        try:
-            while True:
-                kind, packet = self._read_packet()
-                if kind == 0xE0:
-                    raise ConnectionError(f"broker sent DISCONNECT {packet!r}")
-                if kind != 0x40:
-                    continue
-                with self._cond:
-                    self._acked += 1
-                    # A reason code of 0x80 or more: not accepted.
-                    self._failed += len(packet) > 2 and packet[2] >= 0x80
-                    self._cond.notify_all()
-        except (OSError, ConnectionError) as exc:
-            with self._cond:
-                self._error = exc
-                self._cond.notify_all()
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        with self._cond:
-            while self._sent - self._acked >= self.receive_maximum and self._error is None:
-                self._cond.wait(1.0)
-            if self._error is not None:
-                raise ConnectionError(f"publisher: {self._error}")
-            self._sent += 1
-        self._next_id = self._next_id % 65535 + 1
-        body = _utf8(topic) + self._next_id.to_bytes(2, "big") + b"\x00" + payload
-        self._sock.sendall(b"\x32" + _varint(len(body)) + body)
-
-    def backlog(self) -> int:
-        return self._sent - self._acked
-
-    def failed(self) -> int:
-        return self._failed
-
-    def wait_acked(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._acked < self._sent and self._error is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return self._acked >= self._sent
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.sendall(b"\xe0\x00")  # DISCONNECT, normal
-            self._sock.close()
-
-
-def _receive_maximum(props: bytes) -> int:
-    """Receive Maximum (property 0x21) from CONNACK properties; 65,535 when absent."""
-    if not props:
-        return 65_535
-    length, shift, i = 0, 0, 0
-    while True:
-        byte = props[i]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not byte & 0x80:
-            break
-    end = i + length
-    while i < end:
-        ident = props[i]
-        i += 1
-        if ident == 0x21:
-            return int.from_bytes(props[i : i + 2], "big")
-        if ident in (0x24, 0x25, 0x28, 0x29, 0x2A):  # one-byte values
-            i += 1
-        elif ident in (0x13, 0x22):  # two-byte integers
-            i += 2
-        elif ident in (0x11, 0x27):  # four-byte integers
-            i += 4
-        elif ident == 0x26:  # user property: two strings
-            for _ in range(2):
-                i += 2 + int.from_bytes(props[i : i + 2], "big")
-        else:  # strings and binary data: 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F
-            i += 2 + int.from_bytes(props[i : i + 2], "big")
-    return 65_535
-
-
 def mixed_order(devices: list[DeviceSpec]) -> list[DeviceSpec]:
     """The fleet interleaved by kind (bin, air, gauge, home, bin, ...), as a fleet reports."""
     by_kind: dict[Kind, list[DeviceSpec]] = defaultdict(list)
@@ -340,7 +196,9 @@ def publisher_main(spec_path: str) -> int:
     above = 0
     behind_max = 0.0
     behind_late = 0  # messages sent more than 50 ms after their slot
-    pub = RawPublisher(spec["host"], spec["port"], PUBLISHER_CLIENT_ID)
+    # The simulator's lean publisher: paho costs ≈ 140 µs of CPU per publish here, CPU that
+    # ingest, the workers and PostgreSQL share with the harness. Each publish is sent at once.
+    pub = WirePublisher(spec["host"], spec["port"], PUBLISHER_CLIENT_ID, flush_bytes=0)
     print("started", flush=True)
     t0 = time.monotonic()
     wall0 = time.time()
@@ -404,15 +262,15 @@ def publisher_main(spec_path: str) -> int:
         "all_acked": acked,
         "behind_schedule_max_s": round(behind_max, 4),
         "sent_over_50ms_late": behind_late,
-        "broker_receive_maximum": pub.receive_maximum,
-        "refused_by_broker": pub.failed(),
+        "broker_receive_maximum": pub.window,
+        "refused_by_broker": pub.refused,
         "by_kind": dict(kinds),
         "flood_readings_above": above,
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
         "expected": expected,
     }
     Path(spec["result"]).write_text(json.dumps(result))
-    return 0 if sent == total and acked and not pub.failed() else 1
+    return 0 if sent == total and acked and not pub.refused else 1
 
 
 # -- figures ---------------------------------------------------------------------------------------
