@@ -225,14 +225,34 @@ def scalar(conn: psycopg.Connection[Any], query: sql.SQL | sql.Composed) -> str:
     return str(row[0]) if row else "?"
 
 
-def machine_info(admin_url: str) -> dict[str, Any]:
+def host_info() -> dict[str, Any]:
+    """The machine and checkout a figure was measured on (every benchmark records it)."""
     cpu_model = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    mem_gib = psutil.virtual_memory().total / 2**30
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "hostname": platform.node(),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "mosquitto": version_line([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"]),
+        "git_commit": git + ("-dirty" if dirty else ""),
+    }
+
+
+def machine_info(admin_url: str) -> dict[str, Any]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         pg_version = scalar(conn, sql.SQL("SELECT version()"))
         pg_settings = {
@@ -246,28 +266,14 @@ def machine_info(admin_url: str) -> dict[str, Any]:
                 "checkpoint_timeout",
             )
         }
-    git = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
-    ).stdout.strip()
     return {
-        "hostname": platform.node(),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "ram_gib": round(mem_gib, 1),
-        "kernel": platform.release(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
+        **host_info(),
         "packages": {
             p: metadata.version(p) for p in ("paho-mqtt", "psycopg", "pydantic", "psycopg-pool")
         },
         "postgresql": pg_version,
         "postgresql_settings": pg_settings,
-        "mosquitto": version_line([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"]),
         "mosquitto_sub": version_line(["mosquitto_sub", "--help"]),
-        "git_commit": git + ("-dirty" if dirty else ""),
     }
 
 

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -46,7 +45,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.drain import children_cpu_seconds, cpu_busy_seconds, process_cpu_seconds, version_line
+from bench.drain import (
+    children_cpu_seconds,
+    cpu_busy_seconds,
+    host_info,
+    process_cpu_seconds,
+)
 from placewatch.kinds import KINDS
 from simulators.basic import Publisher, ReadingGenerator, fleet
 from simulators.wire import WirePublisher
@@ -58,28 +62,7 @@ _LOAD_LINE = re.compile(r"load: ([\d,]+) messages .*?([\d.]+) s: ([\d,]+) msg/s"
 
 
 def machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    git = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "paho-mqtt": metadata.version("paho-mqtt"),
-        "mosquitto": version_line(["mosquitto", "-h"]),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "git_commit": git + ("-dirty" if dirty else ""),
-    }
+    return {**host_info(), "paho-mqtt": metadata.version("paho-mqtt")}
 
 
 class Cpu:
