@@ -9,19 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from devices.models import ModelHints
+from placewatch.rejections import Refusal
 
 _EUI = re.compile(r"^[0-9a-fA-F]{16}$")
-_DETAIL_MAX = 1_000
 
 
-class EnvelopeError(Exception):
-    """The message cannot give an uplink: ``reason`` is the dead-letter reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        detail = detail[:_DETAIL_MAX]  # a dead letter's detail, not a copy of its payload
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+class EnvelopeError(Refusal):
+    """The message cannot give an uplink."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from devices.mapping import MappingError, to_reading
+from devices.mapping import CounterDelta, MappingError, counter_rise, to_reading
 from devices.models import (
     STORED_MODELS_SQL,
     ModelCatalog,
@@ -23,7 +23,7 @@ from devices.models import (
 from placewatch.settings import Settings
 from placewatch.yamlconfig import ConfigLoadError
 from storage.database import connect
-from storage.registry import register, register_applications
+from storage.registry import register
 
 
 def add_devices_parser(sub: Any) -> None:
@@ -144,8 +144,7 @@ def _import(conn: Any, file: str) -> int:
     except ConfigLoadError as exc:
         print(exc, file=sys.stderr)
         return 1
-    n = register(conn, council, name, devices)
-    register_applications(conn, council, applications)
+    n = register(conn, council, name, devices, applications)
     print(
         f"registered {n} devices and {len(applications)} network applications in council {council}"
     )
@@ -306,13 +305,13 @@ def _samples(path: Path) -> list[tuple[datetime, dict[str, Any]]]:
     return [(u.time, u.fields) for u in uplinks]
 
 
-def _first_is_zero() -> Any:
-    """Cumulative counters in a check: the first sample sets the baseline, later ones rise."""
+def _first_is_zero() -> CounterDelta:
+    """Cumulative counters in a check: the samples in order, as ingest would see them."""
     last: dict[str, float] = {}
 
     def delta(field: str, value: float) -> float:
-        previous = last.get(field)
+        rise = counter_rise(last.get(field), value)
         last[field] = value
-        return 0.0 if previous is None else (value - previous if value >= previous else value)
+        return rise
 
     return delta

@@ -13,21 +13,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from devices.models import TRANSFORM_INPUT, DeviceModel, FieldSpec
+from devices.models import DeviceModel, FieldSpec
 from devices.units import UnitError, convert, field_unit, is_count
 from devices.values import Value, lookup, read
 from placewatch.kinds import PAYLOAD_MODELS, Kind, Reading
-from placewatch.rejections import describe, short_repr  # one wording everywhere
+from placewatch.rejections import Refusal, describe, short_repr  # one wording everywhere
 
 # (field, value now) → increase since the previous uplink.
 CounterDelta = Callable[[str, float], float]
 
 
-class MappingError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+class MappingError(Refusal):
+    """The device's model cannot turn the uplink into a valid reading."""
 
 
 def to_reading(
@@ -65,15 +62,8 @@ def native_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
         if name == "time":
             continue
         value = read(raw)
-        unit = field_unit(name)
-        if value is not None and value.number is not None and value.unit and unit:
-            out[name] = (
-                value.number
-                if is_count(value.unit)
-                else _convert(name, value.number, value.unit, unit)
-            )
-        elif value is not None and value.number is not None:
-            out[name] = value.number
+        if value is not None and value.number is not None:
+            out[name] = _in_unit(name, value.number, value.unit, field_unit(name))
         else:
             out[name] = raw  # validation says what is wrong with it
     return out
@@ -119,13 +109,7 @@ def _field(
         if spec.above is not None or spec.transform or spec.cumulative or spec.scale:
             raise MappingError("invalid_value", f"{raw_name}={short_repr(raw)}: a number is needed")
         return value.flag if value.flag is not None else value.state
-    number = value.number
-    unit = value.unit or spec.unit
-    target = (
-        TRANSFORM_INPUT[spec.transform] if spec.transform else spec.convert_to or field_unit(name)
-    )
-    if unit and target and not is_count(unit):
-        number = _convert(raw_name, number, unit, target)
+    number = _in_unit(raw_name, value.number, value.unit or spec.unit, spec.target_unit(name))
     if spec.scale is not None:
         number *= spec.scale
     if spec.cumulative:
@@ -185,10 +169,8 @@ def setting_number(
         raise MappingError(
             "invalid_setting", f"device setting {key}={short_repr(raw)}: not a number"
         )
-    unit = field_unit(key)  # a setting's name gives its unit: "1.1 m" for depth_mm is 1100
-    if value.unit and unit and not is_count(value.unit):
-        return _convert(key, value.number, value.unit, unit)
-    return value.number
+    # A setting's name gives its unit: "1.1 m" for depth_mm is 1100.
+    return _in_unit(key, value.number, value.unit, field_unit(key))
 
 
 def _first_present(payload: Mapping[str, Any], names: list[str]) -> tuple[str | None, Any]:
@@ -217,7 +199,18 @@ def _key(value: Value) -> str:
     return f"{number:g}"
 
 
-def _convert(name: str, number: float, unit: str, target: str) -> float:
+def counter_rise(previous: float | None, total: float) -> float:
+    """How much a cumulative counter rose since ``previous``: the first total seen counts 0 (it
+    is the device's lifetime, not one interval's); a lower total is a restart, counted whole."""
+    if previous is None:
+        return 0.0
+    return total - previous if total >= previous else total
+
+
+def _in_unit(name: str, number: float, unit: str | None, target: str | None) -> float:
+    """``number`` (in ``unit``, if known) in ``target``; counts and unitless values as they are."""
+    if not unit or not target or is_count(unit):
+        return number
     try:
         return convert(number, unit, target)
     except UnitError as exc:

@@ -98,6 +98,13 @@ class FieldSpec(_Strict):
             raise ValueError("give exactly one of from, setting, value")
         return self
 
+    def target_unit(self, field: str) -> str | None:
+        """The unit a number is converted to before the later steps: the transform's input,
+        else ``as``, else the native field's own."""
+        if self.transform:
+            return TRANSFORM_INPUT[self.transform]
+        return self.convert_to or field_unit(field)
+
     @property
     def sources(self) -> list[str]:
         if self.source is None:
@@ -160,9 +167,7 @@ def _unit_problem(name: str, spec: FieldSpec) -> str | None:
     uplink), or None."""
     if spec.unit is None or is_count(spec.unit):
         return None
-    target = (
-        TRANSFORM_INPUT[spec.transform] if spec.transform else spec.convert_to or field_unit(name)
-    )
+    target = spec.target_unit(name)
     if target is None:
         return f"has no unit, so unit {spec.unit!r} cannot apply"
     try:

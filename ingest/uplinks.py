@@ -25,7 +25,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from devices.mapping import MappingError, to_reading
+from devices.mapping import CounterDelta, MappingError, counter_rise, to_reading
 from devices.models import (
     STORED_MODELS_SQL,
     DeviceModel,
@@ -298,25 +298,19 @@ def _delta(
     counters: dict[CounterKey, _Counter | None],
     device: _Device,
     at: datetime,
-    moved: list[tuple[CounterKey, _Counter | None]] | None = None,
-) -> Any:
+    moved: list[tuple[CounterKey, _Counter | None]],
+) -> CounterDelta:
     """The delta function of one uplink; ``moved`` records each counter it changes, and what
     it was, so that a refused uplink can put them back."""
 
     def delta(name: str, value: float) -> float:
         key = (device.council_id, device.device_id, name)
         prev = counters.get(key)
-        if moved is not None and (prev is None or at > prev.time):
-            moved.append((key, prev))
-        if prev is None:
-            # The first value seen: its total is the device's lifetime, not this interval's.
-            counters[key] = _Counter(at, value, changed=True)
-            return 0.0
-        if at <= prev.time:
+        if prev is not None and at <= prev.time:
             return 0.0  # late or repeated: the uplink after it already counted the increase
-        rise = value - prev.value if value >= prev.value else value  # < previous: a reset
+        moved.append((key, prev))
         counters[key] = _Counter(at, value, changed=True)
-        return rise
+        return counter_rise(prev.value if prev else None, value)
 
     return delta
 

@@ -12,13 +12,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
-_DETAIL_MAX = 1_000
+DETAIL_MAX = 1_000  # a dead letter's detail, not a copy of its payload
 _VALUE_MAX = 60
 # Values in details come from payloads: shown bounded in length and in nesting (a value nested
 # as deep as JSON allows would otherwise exhaust the stack while being written out).
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 3
 _REPR.maxstring = _REPR.maxother = _REPR.maxlong = _VALUE_MAX
+
+
+class Refusal(Exception):
+    """A message that cannot be stored: the dead-letter ``reason`` and a bounded ``detail``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        detail = detail[:DETAIL_MAX]
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class Reason:
@@ -78,7 +88,7 @@ def describe(exc: ValidationError) -> tuple[str, str]:
         else:
             parts.append(f"{field}={short_repr(err.get('input'))}: {err['msg']}")
     detail = "; ".join(parts)
-    return reason, detail[:_DETAIL_MAX]
+    return reason, detail[:DETAIL_MAX]
 
 
 def short_repr(value: Any) -> str:

@@ -291,18 +291,12 @@ def run_scenario_command(args: argparse.Namespace, settings: Settings) -> RunRes
 
 
 def _register_scenario(settings: Settings, scenario: Scenario) -> None:
-    from storage.database import connect
-    from storage.registry import register, register_applications
-
-    devices = scenario.devices()
-    applications = scenario.applications()
-    with connect(settings.database_url) as conn:
-        register(conn, scenario.council_id, scenario.council_name, devices)
-        if applications:
-            register_applications(conn, scenario.council_id, applications)
-    print(
-        f"registered {len(devices):,} devices and {len(applications)} network applications "
-        f"in council {scenario.council_id}"
+    _register(
+        settings,
+        scenario.council_id,
+        scenario.council_name,
+        scenario.devices(),
+        scenario.applications(),
     )
 
 
@@ -321,7 +315,7 @@ def _run_load(args: argparse.Namespace, settings: Settings) -> int:
     if args.processes < 1:
         raise ValueError("--processes must be at least 1")
     if not args.no_register:
-        _register_fleet(settings, council, args.council_name, fleet(council, per_kind, kinds))
+        _register(settings, council, args.council_name, fleet(council, per_kind, kinds))
     spec = LoadSpec(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
@@ -356,13 +350,20 @@ def _run_load(args: argparse.Namespace, settings: Settings) -> int:
 # -- the basic fleet ------------------------------------------------------------------------------
 
 
-def _register_fleet(settings: Settings, council: str, name: str | None, devices: list[Any]) -> None:
+def _register(
+    settings: Settings,
+    council: str,
+    name: str | None,
+    devices: list[Any],
+    applications: list[Any] | None = None,
+) -> None:
     from storage.database import connect
     from storage.registry import register
 
     with connect(settings.database_url) as conn:
-        register(conn, council, name or council, devices)
-    print(f"registered {len(devices):,} devices in council {council}")
+        register(conn, council, name or council, devices, applications or ())
+    apps = f" and {len(applications)} network applications" if applications is not None else ""
+    print(f"registered {len(devices):,} devices{apps} in council {council}")
 
 
 def _paho(settings: Settings, args: argparse.Namespace) -> Any:
@@ -400,7 +401,7 @@ def _run_basic(args: argparse.Namespace, settings: Settings) -> int:
     kinds = tuple(Kind(k) for k in args.kinds) if args.kinds else KINDS
     devices = fleet(council, args.per_kind, kinds)
     if not args.no_register:
-        _register_fleet(settings, council, args.council_name, devices)
+        _register(settings, council, args.council_name, devices)
     publisher = _paho(settings, args)
     try:
         stream = with_faults(

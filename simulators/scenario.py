@@ -4,8 +4,8 @@ with errors that name file, line and field, and expand it into the devices it de
 ``placewatch devices import FILE`` and ``placewatch simulate --scenario`` both use this:
 
     scenario = load_scenario("borough")
-    register(conn, scenario.council_id, scenario.council_name, scenario.devices())
-    register_applications(conn, scenario.council_id, scenario.applications())
+    register(conn, scenario.council_id, scenario.council_name, scenario.devices(),
+             scenario.applications())
 """
 
 from __future__ import annotations

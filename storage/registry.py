@@ -32,10 +32,25 @@ class DeviceSpec:
     status: str = "active"  # or "quarantined": auto-registered, waiting for an operator
 
 
+@dataclass(frozen=True)
+class NetworkApplication:
+    """A network server application whose uplinks belong to a council."""
+
+    network: str  # "ttn" or "chirpstack"
+    # TTN: "{application id}@{tenant id}" as in the uplink topic; ChirpStack: the application id.
+    application: str
+    auto_register: bool = False
+
+
 def register(
-    conn: psycopg.Connection[Any], council_id: str, council_name: str, devices: Iterable[DeviceSpec]
+    conn: psycopg.Connection[Any],
+    council_id: str,
+    council_name: str,
+    devices: Iterable[DeviceSpec],
+    applications: Iterable[NetworkApplication] = (),
 ) -> int:
-    """Create or update a council and its devices (idempotent). Returns the number of devices."""
+    """Create or update a council, its devices and its network server applications, in one
+    transaction (idempotent). Returns the number of devices."""
     with conn.transaction():
         conn.execute(
             "INSERT INTO councils (council_id, name) VALUES (%s, %s)"
@@ -77,30 +92,13 @@ def register(
                        status = excluded.status""",
                 params,
             )
-    return len(params)
-
-
-@dataclass(frozen=True)
-class NetworkApplication:
-    """A network server application whose uplinks belong to a council."""
-
-    network: str  # "ttn" or "chirpstack"
-    # TTN: "{application id}@{tenant id}" as in the uplink topic; ChirpStack: the application id.
-    application: str
-    auto_register: bool = False
-
-
-def register_applications(
-    conn: psycopg.Connection[Any], council_id: str, applications: Iterable[NetworkApplication]
-) -> int:
-    """Create or update the council's network server applications (idempotent)."""
-    params = [(a.network, a.application, council_id, a.auto_register) for a in applications]
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO network_applications (network, application, council_id, auto_register)
-               VALUES (%s, %s, %s, %s)
-               ON CONFLICT (network, application) DO UPDATE
-               SET council_id = excluded.council_id, auto_register = excluded.auto_register""",
-            params,
-        )
+            cur.executemany(
+                """INSERT INTO network_applications (network, application, council_id,
+                                                    auto_register)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (network, application) DO UPDATE
+                   SET council_id = excluded.council_id,
+                       auto_register = excluded.auto_register""",
+                [(a.network, a.application, council_id, a.auto_register) for a in applications],
+            )
     return len(params)

@@ -226,7 +226,9 @@ def mapped(
     counters: dict[CounterKey, _Counter | None] = {}
     device = _Device("sutton", "dev-1", kind, m.id if m else None, device_settings, "active")
     try:
-        reading = to_reading(kind, m, fields, when, device_settings, _delta(counters, device, when))
+        reading = to_reading(
+            kind, m, fields, when, device_settings, _delta(counters, device, when, [])
+        )
     except MappingError as exc:
         assert exc.reason in REASONS and exc.detail.strip(), exc
         assert len(exc.detail) <= 1_100, len(exc.detail)

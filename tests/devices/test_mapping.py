@@ -671,7 +671,7 @@ def test_cumulative_counts_become_increases() -> None:
     for minute, total, increase in steps:
         at = T + timedelta(minutes=minute)
         r = to_reading(
-            Kind.HOME_ACTIVITY, MOTION, {"count": total}, at, {}, _delta(counters, device, at)
+            Kind.HOME_ACTIVITY, MOTION, {"count": total}, at, {}, _delta(counters, device, at, [])
         )
         assert isinstance(r, HomeActivity) and r.motion_count == increase, (minute, total)
     counter = counters[("sutton", "door-1", "motion_count")]
@@ -690,7 +690,7 @@ def test_door_opened_since_the_last_uplink() -> None:
             {"DOOR_OPEN_TIMES": total},
             at,
             {},
-            _delta(counters, device, at),
+            _delta(counters, device, at, []),
         )
         assert isinstance(r, HomeActivity)
         opened.append(r.door_open)

@@ -29,7 +29,7 @@ from ingest.mqtt import Message
 from ingest.uplinks import UplinkResolver
 from ingest.writer import message_sha256
 from placewatch.kinds import Kind
-from storage.registry import DeviceSpec, NetworkApplication, register, register_applications
+from storage.registry import DeviceSpec, NetworkApplication, register
 from tests.support.pipeline import Pipeline
 from tests.support.traffic import wait_until
 from tests.support.uplinks import chirpstack_up, new_eui, ttn_uplink
@@ -161,10 +161,11 @@ class Council:
 
     def register(self) -> None:
         with psycopg.connect(self.pipe.database_url) as conn:
-            register(conn, self.pipe.council, "Fuzz council", self.devices)
-            register_applications(
+            register(
                 conn,
                 self.pipe.council,
+                "Fuzz council",
+                self.devices,
                 [
                     NetworkApplication("ttn", self.ttn_app),
                     NetworkApplication("chirpstack", self.cs_app),
@@ -475,8 +476,8 @@ async def test_a_refused_uplink_leaves_its_counter_for_the_replay(
             "Counters",
             [DeviceSpec(council, "door-1", Kind.HOME_ACTIVITY, DOOR.id, resident_id="r-9",
                         dev_eui=eui)],
+            [NetworkApplication("ttn", app)],
         )  # fmt: skip
-        register_applications(conn, council, [NetworkApplication("ttn", app)])
     base = datetime.now(UTC) - timedelta(hours=1)
     pending: list[Pending] = []
     for i, total in enumerate([100, 101, 101, 103]):
