@@ -96,6 +96,12 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     return run_models_command(args, settings)
 
 
+def _care(args: argparse.Namespace, settings: Settings) -> int:
+    from care.commands import run_care_command
+
+    return run_care_command(args, settings)
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import run
 
@@ -138,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     from notify.commands import add_notify_parsers
 
     add_notify_parsers(sub)
+
+    from care.commands import add_care_parser
+
+    add_care_parser(sub)
     sub.add_parser("api", help="serve the alerts API and acknowledge pages (OpenAPI at /docs)")
     return parser
 
@@ -156,6 +166,7 @@ _COMMANDS = {
     "webhooks": _notify,
     "devices": _devices,
     "models": _models,
+    "care": _care,
     "api": _api,
 }
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # A reading older than this behind what a rule has already evaluated for its subject is
     # stored but not evaluated again (re-stepping a whole week for one straggler is no use).
     rules_allowed_lateness_s: float = Field(default=6 * 3600, ge=0)
+    # Care rules evaluate up to the last tick at least this long ago, so readings still in
+    # flight are in (docs/care.md).
+    rules_care_settle_s: float = Field(default=120.0, ge=0)
     rules_http_host: str = "127.0.0.1"
     rules_http_port: int = 9109
 

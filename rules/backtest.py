@@ -2,8 +2,9 @@
 
 Stream rules are stepped through each device's readings exactly as the live workers step them
 (``rules.engine``), from a blank state at ``start``; silence is judged from the gaps between
-receive times; objectives are counted as of ``end``. The session is set READ ONLY: live alerts
-and rule state are never touched.
+receive times; objectives are counted as of ``end``; care rules run each resident's readings
+from ``start`` through a fresh monitor on the live tick grid. The session is set READ ONLY:
+live alerts and rule state are never touched.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from care.live import residents
+from care.readings import expected_silence, resident_events
 from placewatch.kinds import Kind
 from rules.durations import format_duration
 from rules.engine import SubjectState, step_through
+from rules.kinds.care import CareRule
 from rules.kinds.objectives import AqsObjectiveRule, year_start
 from rules.kinds.silence import SilenceRule, gaps
 from rules.loader import AnyRule, RuleSet
@@ -77,6 +81,8 @@ async def backtest(
     for rule in rules:
         if isinstance(rule, AqsObjectiveRule):
             fired += await _objective(conn, rule, devices, start, end)
+        if isinstance(rule, CareRule):
+            fired += await _care(conn, rule, devices, start, end)
     return sorted(fired, key=lambda f: (f.opened_at, f.rule_id, f.subject_id))
 
 
@@ -191,6 +197,28 @@ async def _objective(
             out.append(
                 Fired(rule.id, d.council_id, "device", d.device_id, utc(t.at), None, t.summary)
             )
+    return out
+
+
+async def _care(
+    conn: AsyncConnection[Any],
+    rule: CareRule,
+    devices: list[DeviceView],
+    start: datetime,
+    end: datetime,
+) -> list[Fired]:
+    """Each resident's readings through a fresh monitor, on the live worker's tick grid."""
+    out: list[Fired] = []
+    for (council_id, rid), by_id in residents(rule, devices).items():
+        monitor = rule.monitor()
+        monitor.expect(expected_silence(by_id))
+        until = end.timestamp() // monitor.params.tick_s * monitor.params.tick_s
+        async with conn.transaction():
+            # From ``start`` inclusive, as live starts at the first reading itself.
+            after = start - timedelta(milliseconds=1)
+            events = await resident_events(conn, council_id, rid, after, utc(until), by_id)
+        transitions = [t for _, t in monitor.run(events, until)]
+        out += _pair(rule.id, council_id, "resident", rid, transitions)
     return out
 
 

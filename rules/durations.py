@@ -63,3 +63,18 @@ def parse_when(text: str) -> datetime:
         pass
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+def parse_time_of_day(value: Any) -> int:
+    """``HH:MM`` → minutes after midnight."""
+    if isinstance(value, str) and (m := _HHMM.match(value.strip())):
+        hours, minutes = int(m[1]), int(m[2])
+        if hours < 24 and minutes < 60:
+            return hours * 60 + minutes
+    raise ValueError(f"{value!r} is not a time of day HH:MM (e.g. 07:30)")
+
+
+TimeOfDay = Annotated[int, BeforeValidator(parse_time_of_day)]

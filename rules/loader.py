@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from placewatch.yamlconfig import ConfigLoadError, ConfigProblem, load_yaml
 from rules.kinds.bins import BinTimeToFullRule
+from rules.kinds.care import (
+    ActivityDeclineRule,
+    InactivityRule,
+    LongOccupancyRule,
+    NotUpRule,
+)
 from rules.kinds.daqi import DaqiRule
 from rules.kinds.objectives import AqsObjectiveRule
 from rules.kinds.rate import RateOfChangeRule
@@ -26,7 +32,11 @@ AnyRule = Annotated[
     | SilenceRule
     | BinTimeToFullRule
     | DaqiRule
-    | AqsObjectiveRule,
+    | AqsObjectiveRule
+    | InactivityRule
+    | NotUpRule
+    | LongOccupancyRule
+    | ActivityDeclineRule,
     Field(discriminator="kind"),
 ]
 RULE_KINDS = (
@@ -37,6 +47,10 @@ RULE_KINDS = (
     "bin_time_to_full",
     "daqi",
     "aqs_objective",
+    "inactivity",
+    "not_up",
+    "long_occupancy",
+    "activity_decline",
 )
 
 

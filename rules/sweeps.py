@@ -43,7 +43,7 @@ _RECONCILE_LOCK = 0x706C_7265_636F  # "plreco"
 _YEAR_END_GRACE = timedelta(days=2)
 
 
-async def _try_lock(conn: AsyncConnection[Any], key: int) -> bool:
+async def try_xact_lock(conn: AsyncConnection[Any], key: int) -> bool:
     cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,))
     row = await cur.fetchone()
     return bool(row and row[0])
@@ -166,7 +166,7 @@ async def silence_sweep(
                 log.info("silence alerts no longer held back")
             else:
                 log.warning("silence alerts held back: %s", why)
-        if not await _try_lock(conn, _SILENCE_LOCK):
+        if not await try_xact_lock(conn, _SILENCE_LOCK):
             return None
         async with conn.cursor() as c:
             seen = await heard_devices(c)
@@ -231,7 +231,7 @@ async def objective_sweep(
         return None
     async with conn.transaction():
         now = await db_now(conn)
-        if await _try_lock(conn, _OBJECTIVE_LOCK):
+        if await try_xact_lock(conn, _OBJECTIVE_LOCK):
             # Last runs are kept in the database, so N workers count once per period between
             # them, and a restart does not count again at once.
             cur = await conn.execute(
@@ -360,7 +360,7 @@ async def escalation_sweep(
         "max": [e.max_renotify for e in esc.values()],
     }
     async with conn.transaction():
-        if not await _try_lock(conn, _ESCALATION_LOCK):
+        if not await try_xact_lock(conn, _ESCALATION_LOCK):
             return None
         now = await db_now(conn)
         cur = await conn.execute(
@@ -395,7 +395,7 @@ async def reconcile_sweep(
     Silence rules reconcile their own subjects."""
     enabled = {r.id: r for r in ruleset.rules if r.enabled}
     async with conn.transaction():
-        if not await _try_lock(conn, _RECONCILE_LOCK):
+        if not await try_xact_lock(conn, _RECONCILE_LOCK):
             return None
         now = await db_now(conn)
         async with conn.cursor() as c:

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from care.live import care_sweep
 from ingest.heartbeat import HEARTBEAT_GAP_S
 from ingest.writer import RULES_CHANNEL
 from placewatch.health import HealthServer
@@ -174,6 +175,9 @@ class RulesWorker(SupervisedService):
             ),
             "escalation": lambda out: escalation_sweep(conn, rules, actor, out),
             "reconcile": lambda out: reconcile_sweep(conn, rules, actor, out, untouched),
+            "care": lambda out: care_sweep(
+                conn, rules, actor, out, self.settings.rules_care_settle_s
+            ),
         }
         for name, run_sweep in sweeps.items():
             if self.stopping.is_set():

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from rules.durations import Duration
-from simulators.when import TimeOfDay, When
+from rules.durations import Duration, TimeOfDay
+from simulators.when import When
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Id = Annotated[str, Field(pattern=_ID)]

@@ -15,10 +15,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator
 
-from rules.durations import parse_duration
+from rules.durations import parse_duration, parse_time_of_day
 
 _DAY = re.compile(r"^day\s*(\d{1,4})(?:\s+(\d{1,2}):(\d{2}))?$")
-_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -32,15 +31,6 @@ class DayTime:
         hours, minutes = divmod(self.minute, 60)
         local = datetime.combine(day0 + timedelta(days=self.day), time(hours, minutes), tz)
         return local.astimezone(UTC)
-
-
-def parse_time_of_day(value: Any) -> int:
-    """``HH:MM`` → minutes after midnight."""
-    if isinstance(value, str) and (m := _HHMM.match(value.strip())):
-        hours, minutes = int(m[1]), int(m[2])
-        if hours < 24 and minutes < 60:
-            return hours * 60 + minutes
-    raise ValueError(f"{value!r} is not a time of day HH:MM (e.g. 07:30)")
 
 
 def parse_when(value: Any) -> DayTime | datetime:
@@ -65,7 +55,6 @@ def parse_when(value: Any) -> DayTime | datetime:
     )
 
 
-TimeOfDay = Annotated[int, BeforeValidator(parse_time_of_day)]
 When = Annotated[DayTime | datetime, BeforeValidator(parse_when)]
 
 

@@ -51,6 +51,11 @@ def test_shipped_defaults_load() -> None:
         "battery-low",
         "device-silent",
         "home-hub-offline",
+        "home-sensor-silent",
+        "care-inactivity",
+        "care-not-up",
+        "care-long-occupancy",
+        "care-activity-decline",
     ]
     assert {r.kind for r in ruleset.rules} == set(RULE_KINDS)
     assert len(ruleset.sources) == 1 and ruleset.sources[0].endswith("placewatch.yaml")

@@ -1,0 +1,1 @@
+"""Care alerts: per-resident activity baselines and the detectors that watch them."""
