@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from api import ack, alerts, devices, health
 from api.db import AppState, make_pool
 from api.errors import install_error_handlers
+from api.metrics import install_metrics
 from notify.links import LinkSecretMissing
 from placewatch.settings import Settings
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(alerts.router)
     app.include_router(devices.router)
     app.include_router(health.router)

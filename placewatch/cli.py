@@ -102,6 +102,12 @@ def _care(args: argparse.Namespace, settings: Settings) -> int:
     return run_care_command(args, settings)
 
 
+def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboards.commands import run_dashboards_command
+
+    return run_dashboards_command(args)
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import run
 
@@ -148,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     from care.commands import add_care_parser
 
     add_care_parser(sub)
+
+    from dashboards.commands import add_dashboards_parser
+
+    add_dashboards_parser(sub)
     sub.add_parser("api", help="serve the alerts API and acknowledge pages (OpenAPI at /docs)")
     return parser
 
@@ -167,6 +177,7 @@ _COMMANDS = {
     "devices": _devices,
     "models": _models,
     "care": _care,
+    "dashboards": _dashboards,
     "api": _api,
 }
 

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/setup-venv.sh
+# `docker compose` for tests/deploy (installs the compose plugin if only the client is here).
+bash scripts/setup-compose.sh
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -43,6 +43,21 @@ def drop_database(url: str, admin_url: str = ADMIN_URL) -> None:
         )
 
 
+GRAFANA_LOGIN = "pwtest_grafana"
+
+
+def grafana_login_url(url: str, admin_url: str = ADMIN_URL) -> str:
+    """``url`` as a login role that is a member of ``placewatch_grafana`` (migration 0005), as
+    Grafana's ``grafana`` login is in docker compose."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            f"""DO $$ BEGIN
+                  CREATE ROLE {GRAFANA_LOGIN} LOGIN IN ROLE placewatch_grafana;
+                EXCEPTION WHEN duplicate_object THEN NULL; END $$"""
+        )
+    return make_conninfo(url, user=GRAFANA_LOGIN)
+
+
 def _pg_bindir() -> Path | None:
     pg_config = shutil.which("pg_config")
     if pg_config:

@@ -1,0 +1,1 @@
+-- 0005 has nothing flavour-specific: the grants and the view are the same on both flavours.

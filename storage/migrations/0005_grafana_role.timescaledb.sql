@@ -1,0 +1,2 @@
+-- 0005 has nothing flavour-specific: GRANT on a hypertable or a continuous aggregate reaches its
+-- chunks and its materialization (TimescaleDB propagates it).
