@@ -89,6 +89,7 @@ def _pollutant_panel(name: str) -> Json:
 
 
 def _daqi_now() -> Json:
+    # The latest complete hour of each station.
     means = ",\n".join(f"{_window(POLLUTANTS[n])} AS {n}" for n in CHARTED)
     indices = ", ".join(f"{_index_sql(POLLUTANTS[n], n)} AS {n}" for n in CHARTED)
     labels = ", ".join(f'{n} AS "{POLLUTANTS[n].name}"' for n in CHARTED)
@@ -98,7 +99,7 @@ def _daqi_now() -> Json:
                    row_number() OVER (PARTITION BY h.device_id ORDER BY h.bucket DESC) AS latest
             FROM air_quality_hourly h JOIN dashboard_devices d USING (council_id, device_id)
             WHERE {SELECTED} AND h.bucket > now() - interval '2 days'
-              AND h.bucket + interval '1 hour' <= now()  -- complete hours only
+              AND h.bucket + interval '1 hour' <= now()
         ), idx AS (
             SELECT device_id, bucket, {indices} FROM means WHERE latest = 1
         ), overall AS (

@@ -55,13 +55,14 @@ def _care_alerts() -> Json:
 
 
 def _today_against_usual() -> Json:
+    # Each day's active hours up to the hour of day it is now, so that today so far is
+    # compared with the same part of other days. (No SQL comments in panel queries: Grafana
+    # releases differ in whether they strip them before expanding macros.)
     since = f"now() - interval '{BASELINE_DAYS + 1} days'"
     query = f"""
         WITH hours AS ({ACTIVE_HOURS.format(since=since)}),
         local_now AS (SELECT (now() AT TIME ZONE '{LOCAL_TZ}') AS t),
         days AS (
-            -- active hours of each day up to the hour of day it is now, so that today so far
-            -- is compared with the same part of other days
             SELECT resident_id, local_hour::date AS day,
                    count(*) FILTER (WHERE active) AS active_hours
             FROM hours, local_now

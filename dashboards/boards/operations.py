@@ -21,7 +21,8 @@ LOW_BATTERY_PCT = 20
 # Each device's status now. "Silent": no reading stamped within twice its expected interval
 # (event time, so a device replaying old data does not look current). "Low battery": its latest
 # street reading says so, or a low-battery alert is open (home sensors' raw readings are not
-# readable by the dashboards' role; their alerts are).
+# readable by the dashboards' role; their alerts are). Quarantined devices (auto-registered,
+# with no site yet) are listed whatever the ward and site selection.
 DEVICE_STATUS = f"""
     SELECT d.device_id, d.kind, d.site, d.ward, d.latitude, d.longitude, d.last_reading_at,
            b.battery_pct,
@@ -56,7 +57,6 @@ DEVICE_STATUS = f"""
          ORDER BY r.time DESC LIMIT 1)
     ) b ON true
     WHERE d.council_id = '$council' AND d.kind IN ($kind)
-      -- quarantined devices (auto-registered, no site yet) whatever the selection
       AND (d.status = 'quarantined' OR (d.ward IN ($ward) AND d.site IN ($site)))
 """
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from dashboards.push import MESSAGE, PushError, expand_env, folder_uid, push
+from dashboards.grafana_env import expand_env
+from dashboards.push import MESSAGE, PushError, folder_uid, push
 from dashboards.push_command import add_push_arguments, run_push
 from tests.support.grafana import FakeGrafana
 
