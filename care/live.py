@@ -2,10 +2,12 @@
 
 Every care rule keeps one ``CareMonitor`` per resident, saved as JSON in ``rule_state.data``
 with ``evaluated_until`` (the last tick evaluated). Each sweep reads the readings stored since
-then, up to the last tick at least ``settle`` ago (so readings still in flight are in), and runs
-the monitor over them: the same code and tick grid as the evaluation replay and the backtest,
-hence the same alerts for the same data. A reading stored later than that, with an event time
-already evaluated, is kept but not seen by the care rules (home hubs report within seconds).
+then, up to the last tick at least ``settle`` ago (so readings still in flight are in) and no
+later than the resident's latest reading (so a backfill stored while the worker runs is judged
+as it arrives, not as empty days), and runs the monitor over them: the same code and tick grid
+as the evaluation replay and the backtest, hence the same alerts for the same data. A reading
+stored later than that, with an event time already evaluated, is kept but not seen by the care
+rules (home hubs report within seconds).
 
 The sweep runs under one advisory lock, in one transaction with the alerts and the states it
 changes, so with N workers one evaluates and a crash rolls back to the last saved state.
@@ -20,7 +22,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from care.readings import expected_silence, first_reading, resident_events
+from care.readings import expected_silence, reading_span, resident_events
 from placewatch.kinds import Kind
 from rules import alerts
 from rules.engine import SubjectState
@@ -157,8 +159,8 @@ async def _run(
     out: Outcome,
     cache: dict[tuple[Any, ...], Any],
 ) -> bool:
-    """Advance one resident's monitor for one rule to the last settled tick; False if there is
-    nothing to start from yet (no reading up to that tick: a monitor started on nothing would
+    """Advance one resident's monitor for one rule to the last settled tick its readings reach;
+    False if there is nothing new (no reading up to that tick: a monitor started on nothing would
     count empty days)."""
     _, council_id, _, rid = key
     monitor = rule.monitor()
@@ -166,13 +168,22 @@ async def _run(
         monitor = rule.monitor()
         state.evaluated_until = None
     monitor.expect(expected_silence(devices))
-    until = _settled(rule, now.timestamp(), settle_s)
+    first, latest = await reading_span(conn, council_id, rid)
+    if first is None or latest is None:
+        return False
+    # No further than the resident's latest reading: while a backfill (or a hub's buffered
+    # upload) is still arriving, the days not stored yet are not judged as days without data.
+    # A hub that stays silent stops its monitors here; home-hub-offline tells the provider,
+    # and when it reports again the gap is evaluated as missing data, as it happened.
+    tick = rule.every.total_seconds()
+    until = min(_settled(rule, now.timestamp(), settle_s), latest.timestamp() // tick * tick)
     after = state.evaluated_until
     if after is None:
-        first = await first_reading(conn, council_id, rid)
-        if first is None or first.timestamp() > until:
+        if first.timestamp() > until:
             return False
         after = max(first.timestamp() - 1e-3, history_start(rule, now.timestamp()))
+    elif until <= after:
+        return False
     # Events depend on the rule's devices too (which door is the front door, where a sensor is).
     span = (council_id, rid, after, until, tuple(sorted(devices)))
     if span not in cache:

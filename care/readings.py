@@ -84,12 +84,14 @@ async def resident_events(
     return [to_event(r, devices) for r in await cur.fetchall()]
 
 
-async def first_reading(
+async def reading_span(
     conn: AsyncConnection[Any], council_id: str, resident_id: str
-) -> datetime | None:
+) -> tuple[datetime | None, datetime | None]:
+    """The event times of a resident's first and latest stored readings."""
     cur = await conn.execute(
-        """SELECT min(time) FROM home_activity WHERE council_id = %s AND resident_id = %s""",
+        """SELECT min(time), max(time) FROM home_activity
+           WHERE council_id = %s AND resident_id = %s""",
         (council_id, resident_id),
     )
     row = await cur.fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else (None, None)

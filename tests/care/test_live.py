@@ -2,8 +2,8 @@
 pipeline (simulator → real broker → ingest → rules worker), and the backtest of the same stored
 readings gives exactly the alerts the live worker raised.
 
-Three weeks are backfilled (the rules need a baseline), then a rules worker with the shipped
-default rules catches up. One run serves every test of the module.
+Three weeks are backfilled (the rules need a baseline) while a rules worker with the shipped
+default rules runs, then it catches up. One run serves every test of the module.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from simulators.commands import run_scenario_command
 from simulators.engine import RunResult
 from storage.migrate import Flavour, migrate
 from tests.support.broker import Broker
+from tests.support.care import care_monitors_caught_up
 from tests.support.ingest import IngestProcess
 from tests.support.postgres import create_database, drop_database
 
@@ -92,6 +93,9 @@ def pilot(flavour: Flavour, broker: Broker) -> Iterator[Pilot]:
     worker = proc("rules-care", ("rules", "run"))
     ingest.cli("devices", "import", "care-pilot")
     ingest.start()
+    # The worker runs while the history arrives, as in a live deployment taking a hub's upload:
+    # care monitors advance with the stored readings, not with the clock.
+    worker.start()
     try:
         settings = Settings(
             database_url=url, mqtt_host=broker.host, mqtt_port=broker.port, topic_prefix=prefix
@@ -105,22 +109,9 @@ def pilot(flavour: Flavour, broker: Broker) -> Iterator[Pilot]:
             180,
             ingest,
         )
-        # The worker starts once the history is stored: care rules do not go back over event
-        # times they have evaluated (docs/care.md, "Late readings").
-        worker.start()
 
         def caught_up() -> bool:
-            with psycopg.connect(url) as conn:
-                row = conn.execute(
-                    """SELECT count(*), min(evaluated_until) FROM rule_state
-                       WHERE rule_id = ANY(%s)""",
-                    (list(CARE_RULES),),
-                ).fetchone()
-            assert row is not None
-            return bool(
-                row[0] == len(CARE_RULES) * RESIDENTS
-                and row[1] >= datetime.now(TZ) - timedelta(minutes=10)
-            )
+            return care_monitors_caught_up(url, list(CARE_RULES)) == len(CARE_RULES) * RESIDENTS
 
         _wait("the care sweep did not catch up", caught_up, 180, worker)
         worker.terminate()

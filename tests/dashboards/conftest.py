@@ -1,7 +1,7 @@
 """A simulated week for the dashboards, made by the real pipeline: the scenario in ``week.yaml``
-backfilled through a private Mosquitto into ingest, then a rules worker with the shipped rules,
-the webhook dispatcher delivering to the reference receiver, and the API. The services stay up
-for the module so their ``/metrics`` can be read too.
+backfilled through a private Mosquitto into ingest while a rules worker with the shipped rules
+and the webhook dispatcher (delivering to the reference receiver) run, then the API. The
+services stay up for the module so their ``/metrics`` can be read too.
 
 Dashboards read as Grafana does: through a login role that is a member of
 ``placewatch_grafana`` (migration 0005), never as the owner.
@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -27,6 +26,7 @@ from placewatch.settings import Settings
 from simulators.commands import run_scenario_command
 from storage.migrate import Flavour, migrate
 from tests.support.broker import Broker
+from tests.support.care import care_monitors_caught_up
 from tests.support.ingest import IngestProcess
 from tests.support.postgres import create_database, drop_database, grafana_login_url
 from tests.support.receivers import ReferenceReceiver
@@ -109,6 +109,7 @@ teams:
         ingest.cli("teams", "apply", str(teams))
         receiver.start()
         ingest.start()
+        rules.start()
         notify.start()
         settings = Settings(
             database_url=url, mqtt_host=broker.host, mqtt_port=broker.port, topic_prefix=prefix
@@ -122,22 +123,11 @@ teams:
             240,
             ingest,
         )
-        # The rules start once the history is stored: care rules do not go back over event
-        # times they have evaluated (docs/care.md, "Late readings").
-        rules.start()
-        caught_up = datetime.now(UTC) - timedelta(minutes=10)
         _wait(
             "the rules did not catch up",
             lambda: (
                 _count(url, "SELECT count(*) FROM rule_inbox") == 0
-                and _count(
-                    url,
-                    """SELECT count(*) FROM rule_state
-                   WHERE rule_id = ANY(%s) AND evaluated_until > %s""",
-                    CARE_RULES,
-                    caught_up,
-                )
-                == len(CARE_RULES) * RESIDENTS
+                and care_monitors_caught_up(url, CARE_RULES) == len(CARE_RULES) * RESIDENTS
             ),
             240,
             rules,
