@@ -41,7 +41,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +56,16 @@ from bench.drain import host_info
 from dashboards.generate import JSON_DIR
 from dashboards.macros import TimeRange, Variable, expand
 from dashboards.panels import LOCAL_TZ, POSTGRES_UID
+from dashboards.run import (
+    auto_interval,
+    dashboard_files,
+    datasource_uid,
+    duration,
+    fill_variables,
+    load,
+    panel_interval,
+    targets,
+)
 from storage.migrate import Flavour, migrate
 from tests.support.postgres import ADMIN_URL, create_database, drop_database, grafana_login_url
 
@@ -581,73 +591,24 @@ class Target:
         return f"{self.panel['title']} [{self.panel['type']} {self.target['refId']}]"
 
 
-def _panels(board: Json) -> Iterator[Json]:
-    for panel in board["panels"]:
-        yield panel
-        yield from panel.get("panels", [])  # a collapsed row holds its panels
-
-
 def sql_targets(json_dir: Path = JSON_DIR) -> list[Target]:
     """Every PostgreSQL target of every committed dashboard (Prometheus ones are left out)."""
     found = []
-    for path in sorted(json_dir.rglob("*.json")):
-        board = json.loads(path.read_text(encoding="utf-8"))
-        for panel in _panels(board):
-            for target in panel.get("targets", []):
-                source = target.get("datasource") or panel.get("datasource") or {}
-                if source.get("uid") == POSTGRES_UID:
-                    found.append(Target(path, board, panel, target))
+    for path in dashboard_files(json_dir):
+        board = load(path)
+        for panel, target in targets(board):
+            if datasource_uid(target, panel) == POSTGRES_UID:
+                found.append(Target(path, board, panel, target))
     return found
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration(text: str) -> timedelta:
-    m = re.fullmatch(r"(\d+)([smhd])", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration like 7d, 24h or 15m: {text!r}")
-    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
 
 
 def short(interval: timedelta) -> str:
     """A duration as Grafana writes it (1h, 15m), in its largest whole unit."""
     seconds = int(interval.total_seconds())
-    unit = next(u for u in "dhms" if seconds % _UNITS[u] == 0)
-    return f"{seconds // _UNITS[unit]}{unit}"
-
-
-def auto_interval(span: timedelta) -> timedelta:
-    """Grafana's $__interval for a panel about 1,000 data points wide, to the minute."""
-    return timedelta(minutes=max(1, round(span.total_seconds() / 1000 / 60)))
-
-
-def fill_variables(
-    conn: Conn, board: Json, span: TimeRange, interval: timedelta, timescaledb: bool
-) -> tuple[list[Variable], list[Json]]:
-    """Each variable from its own query, in order (later ones use earlier ones): the bench
-    council, and every option (All) for the multi-value ones, as a dashboard opens."""
-    found: list[Variable] = []
-    timings: list[Json] = []
-    for v in board["templating"]["list"]:
-        query = expand(v["query"], span, interval, timescaledb=timescaledb, variables=found)
-        started = time.perf_counter()
-        with conn.cursor() as cur:
-            cur.execute(query.encode())
-            rows = cur.fetchall()
-            columns = [c.name for c in cur.description or ()]
-        ms = (time.perf_counter() - started) * 1000
-        column = columns.index("__value") if "__value" in columns else 0
-        values = tuple(str(r[column]) for r in rows)
-        if v["name"] == "council":
-            if COUNCIL not in values:
-                raise BenchError(f"{board['title']}: council {COUNCIL} not among {values}")
-            values = (COUNCIL,)
-        if not values:
-            raise BenchError(f"{board['title']}: variable {v['name']} has no options")
-        found.append(Variable(v["name"], values, multi=v["multi"] or v["includeAll"]))
-        timings.append({"name": v["name"], "options": len(rows), "ms": round(ms, 2)})
-    return found, timings
+    unit, size = next(
+        (u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if seconds % n == 0
+    )
+    return f"{seconds // size}{unit}"
 
 
 def timed_runs(conn: Conn, query: bytes, repeat: int) -> tuple[list[float], int]:
@@ -902,10 +863,20 @@ class DashboardsBench:
         filled: dict[Path, list[Variable]] = {}
         for t in sql_targets():
             if t.path not in filled:
-                filled[t.path], timings = fill_variables(conn, t.board, span, auto, timescaledb)
+                try:
+                    done = fill_variables(
+                        conn, t.board, span, auto, council=COUNCIL, timescaledb=timescaledb
+                    )
+                except ValueError as exc:
+                    raise BenchError(str(exc)) from exc
+                filled[t.path] = [f.variable for f in done]
+                timings = [
+                    {"name": f.variable.name, "options": f.options, "ms": round(f.ms, 2)}
+                    for f in done
+                ]
                 variables.append({"dashboard": t.board["title"], "variables": timings})
             found = filled[t.path]
-            interval = max(auto, duration(t.panel.get("interval", "1s")))
+            interval = panel_interval(t.panel, auto)
             variants: list[tuple[str, list[Variable], Json]] = [("all", found, {})]
             repeat_var = t.panel.get("repeat")
             if repeat_var:
@@ -1079,7 +1050,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     try:
         Estate.of(args.devices)
         duration(args.range)
-    except (BenchError, argparse.ArgumentTypeError) as exc:
+    except (BenchError, ValueError) as exc:
         p.error(str(exc))
     return args
 

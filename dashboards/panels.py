@@ -23,6 +23,14 @@ PROMETHEUS: Json = {"type": "prometheus", "uid": PROMETHEUS_UID}
 # UK; the scenario and care rules use the same zone).
 LOCAL_TZ = "Europe/London"
 
+SEVERITY_COLOURS = {"critical": "red", "warning": "orange", "info": "blue"}
+
+
+def by_severity(column: str) -> str:
+    """An ORDER BY key putting critical first, then warning, then info."""
+    return f"array_position(ARRAY['critical', 'warning', 'info'], {column})"
+
+
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
 

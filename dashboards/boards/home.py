@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dashboards.panels import (
     LOCAL_TZ,
+    SEVERITY_COLOURS,
     Board,
     Json,
+    by_severity,
     council_variable,
     query_variable,
     sql,
@@ -18,7 +20,6 @@ from dashboards.panels import (
     value_colours,
 )
 
-SEVERITY_COLOURS = {"critical": "red", "warning": "orange", "info": "blue"}
 BASELINE_DAYS = 28
 
 # An active hour: any motion or door opening, per resident and local hour. Being in bed or in
@@ -35,15 +36,14 @@ ACTIVE_HOURS = f"""
 
 
 def _care_alerts() -> Json:
-    query = """
+    query = f"""
         SELECT a.resident_id AS resident, a.state, a.severity, a.rule_id AS rule,
                a.opened_at AS since, a.acknowledged_at AS acknowledged, a.resolved_at AS resolved,
                a.summary
         FROM alerts a
         WHERE a.council_id = '$council' AND a.resident_id IN ($resident)
           AND (a.state <> 'resolved' OR $__timeFilter(a.opened_at))
-        ORDER BY a.state = 'resolved', array_position(ARRAY['critical', 'warning', 'info'],
-                 a.severity), a.opened_at DESC
+        ORDER BY a.state = 'resolved', {by_severity("a.severity")}, a.opened_at DESC
         LIMIT 200"""
     return table(
         "Care alerts",

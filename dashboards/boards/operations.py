@@ -4,9 +4,11 @@ street alerts. For the operations room (waste, highways, flood and environment t
 from __future__ import annotations
 
 from dashboards.panels import (
+    SEVERITY_COLOURS,
     Board,
     Json,
     bargauge,
+    by_severity,
     device_variables,
     geomap,
     query_variable,
@@ -67,7 +69,6 @@ STATUS_COLOURS = {
     "never heard": "purple",
     "quarantined": "blue",
 }
-SEVERITY_COLOURS = {"critical": "red", "warning": "orange", "info": "blue"}
 
 # Street alerts only: care alerts (about a resident) are for carers, on the Home activity board.
 STREET_ALERTS = "a.council_id = '$council' AND a.resident_id IS NULL"
@@ -156,8 +157,7 @@ def board() -> Json:
                 f"""SELECT a.opened_at AS opened, a.severity, a.state, a.rule_id AS rule,
                            a.subject_id AS subject, a.site, a.summary
                     FROM alerts a WHERE {STREET_ALERTS} AND a.state <> 'resolved'
-                    ORDER BY array_position(ARRAY['critical', 'warning', 'info'], a.severity),
-                             a.opened_at DESC
+                    ORDER BY {by_severity("a.severity")}, a.opened_at DESC
                     LIMIT 200"""
             ),
             description="What the street rules have raised and nobody has resolved yet.",

@@ -11,7 +11,7 @@ import psycopg
 
 from bench import dashboards
 from dashboards.panels import POSTGRES_UID
-from tests.dashboards.panels import dashboard_files, datasource_uid, load, targets
+from dashboards.run import dashboard_files, datasource_uid, load, targets
 from tests.support.postgres import ADMIN_URL
 
 

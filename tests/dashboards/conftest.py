@@ -83,9 +83,10 @@ def week(flavour: Flavour, broker: Broker) -> Iterator[Week]:
         )
         return p
 
-    ingest = proc(("ingest",), PLACEWATCH_INGEST_MAX_AGE_DAYS="0")
+    # The teams file names the endpoints' secret by variable; `teams apply` runs with ingest's.
+    ingest = proc(("ingest",), PLACEWATCH_INGEST_MAX_AGE_DAYS="0", DASH_WEBHOOK_SECRET=secret)
     rules = proc(("rules", "run"))
-    notify = proc(("notify",), PLACEWATCH_NOTIFY_POLL_S="0.2", DASH_WEBHOOK_SECRET=secret)
+    notify = proc(("notify",), PLACEWATCH_NOTIFY_POLL_S="0.2")
     api = proc(("api",))
     api.extra_env["PLACEWATCH_API_PORT"] = str(api.http_port)
     services = {"ingest": ingest, "rules": rules, "notify": notify, "api": api}
@@ -105,7 +106,6 @@ teams:
     )
     try:
         ingest.cli("devices", "import", str(WEEK))
-        os.environ["DASH_WEBHOOK_SECRET"] = secret
         ingest.cli("teams", "apply", str(teams))
         receiver.start()
         ingest.start()

@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from dashboards.generate import JSON_DIR, render, stale, write
-from tests.dashboards.panels import dashboard_files, datasource_uid, load, panels, targets
+from dashboards.run import dashboard_files, datasource_uid, load, panels, targets
 
 PROVISIONING = JSON_DIR.parent / "provisioning"
 

@@ -8,8 +8,8 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards.panels import PROMETHEUS_UID
+from dashboards.run import dashboard_files, datasource_uid, load, targets
 from tests.dashboards.conftest import Week
-from tests.dashboards.panels import dashboard_files, datasource_uid, load, targets
 
 # What Prometheus adds itself, not an exporter.
 PROMETHEUS_OWN = {"up"}

@@ -5,7 +5,6 @@ simulated week. No error, and rows for every panel."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,18 @@ import pytest
 
 from dashboards.macros import TimeRange, Variable, expand
 from dashboards.panels import POSTGRES_UID
+from dashboards.run import (
+    Json,
+    auto_interval,
+    dashboard_files,
+    datasource_uid,
+    fill_variables,
+    load,
+    panel_interval,
+    targets,
+)
 from storage.migrate import Flavour
 from tests.dashboards.conftest import COUNCIL, Week
-from tests.dashboards.panels import Json, dashboard_files, datasource_uid, load, targets
 
 SQL_BOARDS = [
     p
@@ -25,16 +33,9 @@ SQL_BOARDS = [
     if any(datasource_uid(t, panel) == POSTGRES_UID for panel, t in targets(load(p)))
 ]
 RANGE = timedelta(days=7)
-# Grafana's $__interval for a week on a panel about 1,000 px wide: the range over the data
-# points, rounded (kbn.roundInterval); a panel's own minimum interval wins when larger.
-AUTO_INTERVAL = timedelta(minutes=10)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(text: str) -> timedelta:
-    m = re.fullmatch(r"(\d+)([smhd])", text)
-    assert m, text
-    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+# Grafana's $__interval for a week on a panel about 1,000 px wide (10 minutes); a panel's own
+# minimum interval wins when larger.
+AUTO_INTERVAL = auto_interval(RANGE)
 
 
 def _rows(conn: psycopg.Connection[Any], query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -45,20 +46,8 @@ def _rows(conn: psycopg.Connection[Any], query: str) -> tuple[list[str], list[tu
 
 
 def _variables(conn: psycopg.Connection[Any], board: Json, span: TimeRange) -> list[Variable]:
-    """Each variable from its own query, in order (later ones use earlier ones): the test's
-    council, and All for the multi-value ones, as a dashboard opens."""
-    found: list[Variable] = []
-    for v in board["templating"]["list"]:
-        query = expand(v["query"], span, AUTO_INTERVAL, timescaledb=False, variables=found)
-        columns, rows = _rows(conn, query)
-        column = columns.index("__value") if "__value" in columns else 0
-        values = tuple(str(r[column]) for r in rows)
-        assert values, f"variable {v['name']} has no options"
-        if v["name"] == "council":
-            assert COUNCIL in values
-            values = (COUNCIL,)
-        found.append(Variable(v["name"], values, multi=v["multi"] or v["includeAll"]))
-    return found
+    filled = fill_variables(conn, board, span, AUTO_INTERVAL, council=COUNCIL)
+    return [f.variable for f in filled]
 
 
 @pytest.mark.parametrize("timescaledb_option", [False, True], ids=["plain", "timescaledb-option"])
@@ -75,7 +64,7 @@ def test_every_panel_query_runs_and_returns_rows(
         variables = _variables(conn, board, span)
         for panel, target in targets(board):
             title = f"{board['title']} / {panel['title']} / {target['refId']}"
-            interval = max(AUTO_INTERVAL, _duration(panel.get("interval", "1s")))
+            interval = panel_interval(panel, AUTO_INTERVAL)
             query = expand(
                 target["rawSql"],
                 span,
