@@ -14,7 +14,7 @@ from placewatch.kinds import MEASUREMENT_COLUMNS, BinFill, Kind, Reading
 from placewatch.rejections import Reason
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses cost more to build, one per message
 class Row:
     """One reading as stored: (time, council_id, device_id, *measurements, received_at)."""
 
@@ -32,6 +32,7 @@ def to_rows(
 ) -> tuple[list[Row], list[Rejected]]:
     rows: list[Row] = []
     rejected: list[Rejected] = []
+    received_at, received = -1.0, datetime.min
     for d in decoded:
         a = d.address
         info = devices.get((a.council_id, a.device_id))
@@ -60,7 +61,9 @@ def to_rows(
             )
             continue
         measurements = _measurements(a.kind, d.reading, info)
-        received = datetime.fromtimestamp(d.message.received_at, UTC)
+        if d.message.received_at != received_at:  # messages read together share the time
+            received_at = d.message.received_at
+            received = datetime.fromtimestamp(received_at, UTC)
         rows.append(
             Row(
                 d.message,

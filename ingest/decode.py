@@ -51,7 +51,7 @@ class Address:
     device_id: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses cost more to build, one per message
 class Decoded:
     message: Message
     address: Address
@@ -77,8 +77,22 @@ class Rejected:
     detail: str
 
 
+_TOPICS: dict[tuple[str, str], Address | str] = {}
+_TOPICS_MAX = 100_000  # a device publishes on one topic: the cache holds the estate's topics
+
+
 def parse_topic(topic: str, prefix: str) -> Address | str:
-    """``{prefix}/{council}/{kind}/{device}`` → Address, or an error text."""
+    """``{prefix}/{council}/{kind}/{device}`` → Address, or an error text (remembered)."""
+    key = (topic, prefix)
+    found = _TOPICS.get(key)
+    if found is None:
+        if len(_TOPICS) >= _TOPICS_MAX:
+            _TOPICS.clear()
+        found = _TOPICS[key] = _parse_topic(topic, prefix)
+    return found
+
+
+def _parse_topic(topic: str, prefix: str) -> Address | str:
     parts = topic.split("/")
     want = len(prefix.split("/")) + 3
     if len(parts) != want or "/".join(parts[:-3]) != prefix or not all(parts[-3:]):

@@ -1,6 +1,40 @@
 """Prometheus metrics of the ingest stage."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a batch at a time: one call per batch instead of one per reading
+    (``Histogram.observe`` per reading was 5 % of ingest's CPU in the drain profile)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self._name, self._doc = name, documentation
+        self._bounds = buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        REGISTRY.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds, counts = self._bounds, self._counts
+        for v in values:
+            counts[bisect_left(bounds, v)] += 1  # bucket le=bound holds v <= bound
+            self._sum += v
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative, running = [], 0
+        for bound, n in zip(
+            (*map(floatToGoString, self._bounds), "+Inf"), self._counts, strict=True
+        ):
+            running += n
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(self._name, self._doc, buckets=cumulative, sum_value=self._sum)
+
 
 RECEIVED = Counter("placewatch_ingest_received", "Messages taken from the broker")
 STORED = Counter("placewatch_ingest_stored", "Readings committed", ["kind"])
@@ -22,7 +56,7 @@ COMMIT_SECONDS = Histogram(
     "Time to store one batch, retries included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-EVENT_LAG_SECONDS = Histogram(
+EVENT_LAG_SECONDS = BatchHistogram(
     "placewatch_ingest_event_lag_seconds",
     "Receive time minus event time of stored readings",
     buckets=(0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400),

@@ -1,20 +1,20 @@
-"""MQTT 5 consumer with manual acknowledgement, bridged from paho's network thread to asyncio.
+"""MQTT 5 QoS 1 consumer on asyncio, acknowledging only what the caller says is committed.
 
-Why paho directly and not aiomqtt: the delivery contract needs PUBACK only after the database
-COMMIT, and aiomqtt 2.x has no public manual-ack API, whereas paho-mqtt 2.x has ``manual_ack``.
-paho runs its own network thread (``loop_start``), which also reconnects by itself; messages
-cross to the event loop through a deque and one wake-up per burst, not one call per message.
+Why not paho or aiomqtt: the delivery contract needs PUBACK only after the database COMMIT, and
+paho-mqtt 2 (which aiomqtt wraps) does offer manual acks, but profiling the drain benchmark showed
+paho's receive path taking half of ingest's CPU: a ``select`` and three ``recv`` calls per packet,
+a 27-field ``Properties`` object and an ``MQTTMessage`` per PUBLISH, a topic matcher, and a thread
+hop into asyncio (docs/benchmarks.md). A subscriber needs a small part of the protocol: CONNECT,
+SUBSCRIBE, PUBLISH in, PUBACK out, PINGREQ and DISCONNECT (``ingest.mqtt_wire``). Here one
+``data_received`` call parses every complete packet in a chunk, on the event loop, with no thread.
 
-Backpressure: we ask the broker for a window (MQTT 5 Receive Maximum) and enforce it ourselves.
+Backpressure: we ask the broker for a window (Receive Maximum) and enforce it ourselves.
 Mosquitto 2.0.x honours the window only while nothing is acknowledged: each PUBACK lets it send up
 to a whole window more (eclipse/mosquitto#2301; see broker/README.md), so a slow database would
 otherwise let an unbounded backlog pile up here. So the consumer counts the messages (and bytes)
-it holds, received and not yet acknowledged, and at either limit blocks paho's network thread inside
-``on_message``: paho stops reading the socket, TCP pushes back on the broker, and the broker keeps
-the rest in our persistent session. The thread resumes as soon as a committed batch is
-acknowledged. While it waits no PINGREQ goes out: Mosquitto 2.0.11 kept the connection through a
-30 s outage with a 5 s keepalive (measured); a broker that closes it instead costs only a
-reconnect, after which it resends what was not acknowledged and dedupe absorbs the repeats.
+it holds, received and not yet acknowledged; at either limit it stops parsing and pauses reading
+the socket: TCP pushes back on the broker, and the broker keeps the rest in our persistent session.
+It resumes as soon as a committed batch is acknowledged. Keep-alive pings go on while paused.
 
 Acknowledgements carry the connection generation they were received on. After a reconnect the
 broker resends every unacknowledged message of the session (DUP set) and may reuse packet ids, so
@@ -26,31 +26,32 @@ are stored idempotently and acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from ingest import mqtt_wire as wire
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 10.0
 
-@dataclass(slots=True, frozen=True)
+
+class _RefusedError(Exception):
+    """The broker answered CONNECT with a failure reason (bad credentials, not authorised...)."""
+
+
+@dataclass(slots=True)  # not frozen: frozen dataclasses cost more to build, one per message
 class Message:
     topic: str
     payload: bytes
     mid: int
     dup: bool
-    received_at: float  # time.time() when paho handed it over
+    received_at: float  # time.time() when the packet was read
     generation: int
 
 
@@ -68,6 +69,115 @@ class MqttOptions:
     password: str | None = None
 
 
+class _Connection(asyncio.Protocol):
+    """One TCP connection: splits the byte stream into packets and hands them to the consumer."""
+
+    def __init__(self, consumer: MqttConsumer) -> None:
+        self.consumer = consumer
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.paused = False  # reading paused at the window
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
+        self.last_read = time.monotonic()
+        self.last_write = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        lost = exc or ConnectionError("the broker closed the connection")
+        for waiting in (self.connack, self.consumer.suback):
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(lost)
+                waiting.exception()  # retrieved: nobody may be awaiting it any more
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.last_write = time.monotonic()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read = time.monotonic()
+        self.buffer += data
+        self.parse()
+
+    def parse(self) -> None:
+        """Handle every complete packet in the buffer; stop at the window, leaving the rest."""
+        buf = self.buffer
+        consumer = self.consumer
+        pos, end = 0, len(buf)
+        now = time.time()
+        arrived = 0
+        try:
+            while pos < end:
+                got = wire.read_varint(buf, pos + 1)
+                if got is None:
+                    break
+                length, start = got
+                stop = start + length
+                if stop > end:
+                    break
+                first = buf[pos]
+                if first & 0xF0 == wire.PUBLISH:
+                    if not consumer.room_for(length):
+                        self.pause()
+                        break
+                    consumer.received(self._publish(first, bytes(buf[start:stop]), now))
+                    arrived += 1
+                else:
+                    self.consumer.control(first, bytes(buf[start:stop]))
+                pos = stop
+        except wire.ProtocolError as exc:
+            log.error("malformed packet from the broker (%s): reconnecting", exc)
+            pos = end
+            if self.transport is not None:
+                self.transport.abort()
+        finally:
+            del buf[:pos]
+            if arrived:
+                consumer.wake()
+
+    def _publish(self, first: int, body: bytes, now: float) -> Message:
+        qos = (first >> 1) & 3
+        n = int.from_bytes(body[:2], "big")
+        raw_topic = body[2 : 2 + n]
+        pos = 2 + n
+        mid = 0
+        if qos:
+            mid = int.from_bytes(body[pos : pos + 2], "big")
+            pos += 2
+        got = wire.read_varint(body, pos)
+        if got is None:
+            raise wire.ProtocolError("PUBLISH properties cut short")
+        props_len, pos = got
+        try:
+            topic = raw_topic.decode()
+        except UnicodeDecodeError:  # brokers should refuse these; keep it for the dead letters
+            topic = raw_topic.decode("utf-8", "backslashreplace")
+        return Message(
+            topic, body[pos + props_len :], mid, bool(first & 0x08), now, self.consumer.generation
+        )
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        """Room again: parse what is buffered, then read the socket if still under the window."""
+        if not self.paused:
+            return
+        self.paused = False
+        self.last_read = time.monotonic()  # nothing could be heard while paused
+        self.parse()
+        if not self.paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
 class MqttConsumer:
     """Subscribes with QoS 1 on a persistent session and hands messages to the event loop."""
 
@@ -78,57 +188,41 @@ class MqttConsumer:
         # Messages received and not yet acknowledged or released; at most ``receive_maximum``.
         self._held = 0
         self._held_bytes = 0
-        self._room = threading.Condition()
         self._ready = asyncio.Event()
-        self._wake_pending = False
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._limit = options.receive_maximum
-        self._byte_limit = options.max_held_bytes
+        self.generation = 0
         self._accepting = True
+        self._stopping = False
+        self._conn: _Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.suback: asyncio.Future[list[int]] | None = None  # the SUBACK awaited
         self.connected = False
         self.subscribed = asyncio.Event()
-        self._client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=options.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        if options.username:
-            self._client.username_pw_set(options.username, options.password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._client.suppress_exceptions = True  # a failing callback is logged, not fatal
 
-    # -- lifecycle (event loop side) ----------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._opt.session_expiry_s
-        props.ReceiveMaximum = self._opt.receive_maximum
-        self._client.connect_async(
-            self._opt.host,
-            self._opt.port,
-            keepalive=self._opt.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
-        self._client.loop_start()
+        self._task = self._loop.create_task(self._run())
 
     def pause(self) -> None:
         """Take no more messages (graceful stop); what is buffered can still be acknowledged."""
         self._accepting = False
-        with self._room:
-            self._room.notify_all()
+        if self._conn is not None:
+            self._conn.pause()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker."""
+        self._stopping = True
         self.pause()
-        self._client.disconnect()
-        self._client.loop_stop()
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            conn.write(wire.DISCONNECT_PACKET)
+            conn.transport.close()  # flushes the DISCONNECT (and queued PUBACKs) first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(conn.closed), 5)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     @property
     def buffered(self) -> int:
@@ -159,122 +253,171 @@ class MqttConsumer:
 
     def ack(self, messages: Sequence[Message]) -> int:
         """Acknowledge committed messages; returns how many acks were sent."""
-        sent = 0
-        with self._lock:
-            gen = self._generation
-            for msg in messages:
-                # mid 0: a QoS 0 delivery, which has no packet id and takes no PUBACK.
-                if self.connected and msg.generation == gen and msg.mid:
-                    rc = self._client.ack(msg.mid, 1)
-                    if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        sent += 1
+        conn = self._conn
+        mids: list[int] = []
+        if self.connected and conn is not None:
+            gen = self.generation
+            # mid 0: a QoS 0 delivery, which has no packet id and takes no PUBACK.
+            mids = [m.mid for m in messages if m.generation == gen and m.mid]
+            if mids:
+                conn.write(wire.pubacks(mids))
         self.release(messages)
-        return sent
+        return len(mids)
 
     def release(self, messages: Sequence[Message]) -> None:
         """Stop holding these messages (acknowledged, or given up to the broker to resend)."""
-        with self._room:
-            self._held -= len(messages)
-            self._held_bytes -= sum(len(m.payload) for m in messages)
-            self._room.notify_all()
+        self._held -= len(messages)
+        self._held_bytes -= sum(len(m.payload) for m in messages)
+        if self._conn is not None and self._accepting:
+            self._conn.resume()
 
-    # -- paho callbacks (network thread) --------------------------------------------------
+    # -- called by the connection ---------------------------------------------------------------
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused connection: %s", reason)
-            return
-        with self._lock:
-            self._generation += 1
-            self.connected = True
-        if self._generation > 1 and not flags.session_present:
+    def room_for(self, size: int) -> bool:
+        """Whether one more message fits the window; one is always let in, however large, so a
+        big one cannot stall us. Nothing fits once stopping: it stays with the broker."""
+        if not self._accepting:
+            return False
+        return self._held == 0 or (
+            self._held < self._opt.receive_maximum
+            and self._held_bytes + size <= self._opt.max_held_bytes
+        )
+
+    def received(self, message: Message) -> None:
+        self._held += 1
+        self._held_bytes += len(message.payload)
+        self._buffer.append(message)
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def control(self, first: int, body: bytes) -> None:
+        """Every packet but PUBLISH."""
+        kind = first & 0xF0
+        conn = self._conn
+        if kind == wire.CONNACK and conn is not None and not conn.connack.done():
+            connack = wire.parse_connack(body)
+            if connack.reason < 0x80:
+                # Now, not when _session resumes: resent messages may follow in the same chunk
+                # and must carry the new generation to be acknowledged.
+                self.generation += 1
+                self.connected = True
+            conn.connack.set_result(connack)
+        elif kind == wire.SUBACK and self.suback is not None and not self.suback.done():
+            self.suback.set_result(wire.parse_suback(body)[1])
+        elif kind == wire.DISCONNECT:
             log.warning(
-                "the broker has no session for %s any more (expired, or lost in a broker crash):"
-                " messages published while we were away may be gone",
-                self._opt.client_id,
+                "the broker closed the connection: %s",
+                wire.reason_text(wire.parse_disconnect(body)),
             )
-        log.info(
-            "connected to %s:%s as %s (session present: %s)",
-            self._opt.host,
-            self._opt.port,
-            self._opt.client_id,
-            flags.session_present,
+        elif kind != wire.PINGRESP:
+            raise wire.ProtocolError(f"unexpected packet type 0x{first:02x}")
+
+    # -- the connection loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN_S
+        failing = False
+        while not self._stopping:
+            try:
+                await self._session()
+                delay = RECONNECT_MIN_S
+                failing = False
+            except _RefusedError as exc:
+                log.error("broker refused connection: %s", exc)
+            except (OSError, TimeoutError, ConnectionError, wire.ProtocolError) as exc:
+                if not failing:
+                    log.warning(
+                        "cannot reach the broker at %s:%s (%s); retrying",
+                        self._opt.host,
+                        self._opt.port,
+                        exc or type(exc).__name__,
+                    )
+                failing = True
+            finally:
+                if self.connected and not self._stopping:
+                    log.warning("disconnected from the broker; reconnecting")
+                self.connected = False
+                self.subscribed.clear()
+                self._conn = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _session(self) -> None:
+        """Connect, subscribe, and keep the connection alive until it closes."""
+        o = self._opt
+        _, conn = await asyncio.wait_for(
+            self._loop.create_connection(lambda: _Connection(self), o.host, o.port),
+            CONNECT_TIMEOUT_S,
         )
-        # Subscribing again on a resumed session is harmless and repairs a lost subscription.
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(topic, options) for topic in self._opt.topics])
-
-    def _on_subscribe(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if any(r.is_failure for r in reasons):
-            log.error("subscription to %s refused: %s", ", ".join(self._opt.topics), reasons)
-            return
-        log.info("subscribed to %s", ", ".join(self._opt.topics))
-        self._loop.call_soon_threadsafe(self.subscribed.set)
-
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        with self._lock:
-            self.connected = False
-        if reason.is_failure:
-            log.warning("disconnected from broker: %s; paho reconnects by itself", reason)
-        self._loop.call_soon_threadsafe(self.subscribed.clear)
-
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._conn = conn
         try:
-            self._accept(msg)
-        except Exception:
-            # Never let an exception reach paho: it would end the network thread silently.
-            topic = getattr(msg, "_topic", b"")
-            log.exception("could not take a message on %r; it stays unacknowledged", topic)
-
-    def _accept(self, msg: paho.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:  # brokers should refuse these; keep it for the dead letters
-            topic = bytes(getattr(msg, "_topic", b"")).decode("utf-8", "backslashreplace")
-        message = Message(
-            topic, bytes(msg.payload), msg.mid, bool(msg.dup), time.time(), self._generation
-        )
-        size = len(message.payload)
-        with self._room:
-            # At the window: stop reading (see the module docstring) until a batch is acked.
-            # One message is always let in, however large, so a big one cannot stall us.
-            self._room.wait_for(
-                lambda: (
-                    not self._accepting
-                    or self._held == 0
-                    or (self._held < self._limit and self._held_bytes + size <= self._byte_limit)
+            conn.write(
+                wire.connect_packet(
+                    o.client_id,
+                    o.keepalive_s,
+                    o.session_expiry_s,
+                    o.receive_maximum,
+                    o.username,
+                    o.password,
                 )
             )
-            if not self._accepting:
-                return  # stopping: left unacknowledged, the broker resends it to the next session
-            self._held += 1
-            self._held_bytes += size
-        self._buffer.append(message)
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._wake)
+            connack = await asyncio.wait_for(asyncio.shield(conn.connack), CONNECT_TIMEOUT_S)
+            if connack.reason >= 0x80:
+                detail = f" ({connack.reason_string})" if connack.reason_string else ""
+                raise _RefusedError(f"{wire.reason_text(connack.reason)}{detail}")
+            if self.generation > 1 and not connack.session_present:
+                log.warning(
+                    "the broker has no session for %s any more (expired, or lost in a broker"
+                    " crash): messages published while we were away may be gone",
+                    o.client_id,
+                )
+            log.info(
+                "connected to %s:%s as %s (session present: %s)",
+                o.host,
+                o.port,
+                o.client_id,
+                connack.session_present,
+            )
+            keepalive = connack.server_keepalive_s or o.keepalive_s
+            pinger = asyncio.create_task(self._keep_alive(conn, keepalive))
+            try:
+                await self._subscribe(conn)
+                await asyncio.shield(conn.closed)
+            finally:
+                pinger.cancel()
+        finally:
+            if conn.transport is not None and not conn.closed.done():
+                conn.transport.abort()
 
-    def _wake(self) -> None:
-        self._wake_pending = False
-        self._ready.set()
+    async def _subscribe(self, conn: _Connection) -> None:
+        # Subscribing again on a resumed session is harmless and repairs a lost subscription.
+        self.suback = self._loop.create_future()
+        conn.write(wire.subscribe_packet(1, self._opt.topics))
+        reasons = await asyncio.wait_for(asyncio.shield(self.suback), CONNECT_TIMEOUT_S)
+        topics = ", ".join(self._opt.topics)
+        if any(r >= 0x80 for r in reasons):
+            log.error(
+                "subscription to %s refused: %s", topics, ", ".join(map(wire.reason_text, reasons))
+            )
+            return
+        log.info("subscribed to %s", topics)
+        self.subscribed.set()
+
+    async def _keep_alive(self, conn: _Connection, keepalive_s: int) -> None:
+        """PINGREQ when we have sent nothing for half the keep-alive; drop a connection that has
+        been silent for 1.5 keep-alives while we were reading (a paused reader hears nothing)."""
+        if keepalive_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(keepalive_s / 4)
+            now = time.monotonic()
+            if now - conn.last_write >= keepalive_s / 2:
+                conn.write(wire.PINGREQ_PACKET)
+            if not conn.paused and now - conn.last_read > keepalive_s * 1.5:
+                log.warning(
+                    "no packet from the broker for %.0f s: reconnecting", now - conn.last_read
+                )
+                if conn.transport is not None:
+                    conn.transport.abort()
+                return

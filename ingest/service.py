@@ -17,6 +17,7 @@ import random
 import signal
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -33,6 +34,12 @@ from placewatch.health import HealthServer
 from placewatch.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    messages: list[Message]
+    decoded: asyncio.Future[tuple[list[Accepted], list[Rejected]]]
 
 
 class _StopDeadlineError(Exception):
@@ -118,7 +125,7 @@ class IngestService:
             await self._consume(pool, self.consumer)
         finally:
             watch.cancel()
-            self.consumer.stop()
+            await self.consumer.stop()
             await pool.close()
             health.stop()
             log.info("ingest stopped")
@@ -157,55 +164,75 @@ class IngestService:
         s = self.settings
         linger = s.ingest_batch_linger_ms / 1000
         stop_wait = asyncio.ensure_future(self.stopping.wait())
+        ahead: _Batch | None = None  # the next full batch, decoded while this one is stored
         try:
             while not self.stopping.is_set():
-                arrived = asyncio.ensure_future(consumer.wait_for_messages())
-                await asyncio.wait({arrived, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                arrived.cancel()
-                if self.stopping.is_set():
-                    break
-                if consumer.buffered < s.ingest_batch_max and linger:
-                    # Let a batch fill up; the stop signal cuts the wait short.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(stop_wait), linger)
-                await self._process(pool, consumer, consumer.take(s.ingest_batch_max))
+                if ahead is None:
+                    arrived = asyncio.ensure_future(consumer.wait_for_messages())
+                    await asyncio.wait({arrived, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    arrived.cancel()
+                    if self.stopping.is_set():
+                        break
+                    if consumer.buffered < s.ingest_batch_max and linger:
+                        # Let a batch fill up; the stop signal cuts the wait short.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(stop_wait), linger)
+                    ahead = self._decode(consumer.take(s.ingest_batch_max))
+                batch, ahead = ahead, None
+                if consumer.buffered >= s.ingest_batch_max:
+                    # A backlog: decode the next batch (a thread) while this one is stored (the
+                    # database's time), so ingest's CPU and the database's overlap.
+                    ahead = self._decode(consumer.take(s.ingest_batch_max))
+                await self._process(pool, consumer, batch)
             # Graceful stop: flush what had already arrived, then disconnect.
             consumer.pause()
-            while consumer.buffered and time.monotonic() < self._stop_by:
-                if not await self._process(pool, consumer, consumer.take(s.ingest_batch_max)):
+            while (ahead or consumer.buffered) and time.monotonic() < self._stop_by:
+                batch = ahead or self._decode(consumer.take(s.ingest_batch_max))
+                ahead = None
+                if not await self._process(pool, consumer, batch):
                     break  # the database is down: leave the rest to the broker
         finally:
             stop_wait.cancel()
+            if ahead is not None:
+                ahead.decoded.cancel()
+
+    def _decode(self, messages: list[Message]) -> _Batch:
+        return _Batch(
+            messages,
+            asyncio.ensure_future(asyncio.to_thread(decode_all, messages, self._decode_options)),
+        )
 
     async def _process(
-        self, pool: AsyncConnectionPool[Any], consumer: MqttConsumer, batch: list[Message]
+        self, pool: AsyncConnectionPool[Any], consumer: MqttConsumer, batch: _Batch
     ) -> bool:
         """Store and acknowledge one batch; False if stopping before it could be committed."""
-        if not batch:
+        messages = batch.messages
+        if not messages:
             return True
-        metrics.RECEIVED.inc(len(batch))
-        decoded, rejected = await asyncio.to_thread(decode_all, batch, self._decode_options)
+        metrics.RECEIVED.inc(len(messages))
+        decoded, rejected = await batch.decoded
         started = time.perf_counter()
         stored = await self._store_with_retry(pool, decoded, rejected)
         if stored is None:
             log.warning(
-                "stopping with %d messages uncommitted: the broker will resend them", len(batch)
+                "stopping with %d messages uncommitted: the broker will resend them", len(messages)
             )
-            consumer.release(batch)
+            consumer.release(messages)
             return False
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         self._commits += 1
         if self._commits == self.settings.test_exit_after_commits:
             os._exit(137)  # failpoint: the worst moment to die, committed but not acknowledged
-        metrics.ACKED.inc(consumer.ack(batch))
-        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.ACKED.inc(consumer.ack(messages))
+        metrics.BATCH_SIZE.observe(len(messages))
         for kind, n in stored.inserted.items():
             metrics.STORED.labels(kind.value).inc(n)
         metrics.DUPLICATES.inc(stored.duplicates)
         for r in stored.rejected:
             metrics.REJECTED.labels(r.reason).inc()
-        for row in stored.rows:
-            metrics.EVENT_LAG_SECONDS.observe(row.message.received_at - row.values[0].timestamp())
+        metrics.EVENT_LAG_SECONDS.observe_many(
+            row.message.received_at - row.values[0].timestamp() for row in stored.rows
+        )
         return True
 
     async def _store_with_retry(

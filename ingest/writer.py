@@ -30,6 +30,11 @@ def _stage(kind: Kind) -> str:
     return f"stage_{kind.value}"
 
 
+_INBOX_STAGE = "stage_rule_inbox"
+_INBOX_COLUMNS = ("council_id", "device_id", "kind", "min_time", "max_time", "readings")
+_INBOX_TYPES = ["text", "text", "text", "timestamptz", "timestamptz", "int4"]
+
+
 async def prepare_connection(conn: AsyncConnection[Any]) -> None:
     """psycopg_pool ``configure`` hook (autocommit connections): staging tables live as long as
     the connection and empty themselves at every commit."""
@@ -40,6 +45,12 @@ async def prepare_connection(conn: AsyncConnection[Any]) -> None:
                 " ON COMMIT DELETE ROWS"
             ).format(sql.Identifier(_stage(kind)), sql.Identifier(kind.value))
         )
+    await conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (council_id text, device_id text, kind text,"
+            " min_time timestamptz, max_time timestamptz, readings int) ON COMMIT DELETE ROWS"
+        ).format(sql.Identifier(_INBOX_STAGE))
+    )
 
 
 async def load_copy_types(conn: AsyncConnection[Any]) -> dict[Kind, list[str]]:
@@ -95,13 +106,13 @@ async def write_batch(
                     await copy.write_row(row.values)
         if by_kind:
             await _touch_devices(cur, by_kind)
+        spans: list[tuple[Any, ...]] = []
         for kind, kind_rows in by_kind.items():
-            inserted = await _move(cur, kind, rules_inbox)
+            inserted = await _move(cur, kind, spans if rules_inbox else None)
             result.inserted[kind] = inserted
             result.duplicates += len(kind_rows) - inserted
-        if rules_inbox and any(result.inserted.values()):
-            # Delivered at COMMIT: rules workers wake at once instead of at their next poll.
-            await cur.execute("SELECT pg_notify(%s, '')", (RULES_CHANNEL,))
+        if spans:
+            await _announce(cur, spans)
         if rejected:
             await _store_dead_letters(cur, rejected)
     return result
@@ -110,12 +121,12 @@ async def write_batch(
 RULES_CHANNEL = "placewatch_rule_inbox"
 
 
-async def _move(cur: AsyncCursor[Any], kind: Kind, rules_inbox: bool) -> int:
+async def _move(cur: AsyncCursor[Any], kind: Kind, spans: list[tuple[Any, ...]] | None) -> int:
     """Stage → table, skipping rows already stored; returns how many were new.
 
     Moving (DELETE … RETURNING) leaves the stage empty for a next batch in the same transaction;
-    COMMIT empties it anyway. With ``rules_inbox`` the new rows (not the duplicates: those were
-    evaluated when first stored) are announced to the rules workers, one inbox row per device.
+    COMMIT empties it anyway. With ``spans`` the new rows (not the duplicates: those were
+    evaluated when first stored) are summarised per device into it, for the rules workers.
     The insert into the (hyper)table stays the top-level statement: TimescaleDB has had defects
     with hypertable inserts inside data-modifying CTEs.
     """
@@ -126,35 +137,46 @@ async def _move(cur: AsyncCursor[Any], kind: Kind, rules_inbox: bool) -> int:
             " INSERT INTO {table} ({cols}) SELECT {cols} FROM moved"
             " ON CONFLICT DO NOTHING"
         ).format(stage=sql.Identifier(_stage(kind)), table=sql.Identifier(kind.value), cols=cols)
-        + (sql.SQL(" RETURNING council_id, device_id, time") if rules_inbox else sql.SQL(""))
+        + (sql.SQL(" RETURNING council_id, device_id, time") if spans is not None else sql.SQL(""))
     )
     inserted = cur.rowcount
-    if rules_inbox and inserted > 0:
-        spans: dict[tuple[str, str], list[Any]] = {}
+    if spans is not None and inserted > 0:
+        by_device: dict[tuple[str, str], list[Any]] = {}
         for council_id, device_id, time in await cur.fetchall():
-            span = spans.get((council_id, device_id))
+            span = by_device.get((council_id, device_id))
             if span is None:
-                spans[(council_id, device_id)] = [time, time, 1]
+                by_device[(council_id, device_id)] = [time, time, 1]
             else:
-                span[0] = min(span[0], time)
-                span[1] = max(span[1], time)
+                if time < span[0]:
+                    span[0] = time
+                elif time > span[1]:
+                    span[1] = time
                 span[2] += 1
-        keys = sorted(spans)
-        await cur.execute(
-            """INSERT INTO rule_inbox (council_id, device_id, kind, min_time, max_time, readings)
-               SELECT c, d, %s, lo, hi, n
-               FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-                           %s::int[]) AS u(c, d, lo, hi, n)""",
-            (
-                kind.value,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [spans[k][0] for k in keys],
-                [spans[k][1] for k in keys],
-                [spans[k][2] for k in keys],
-            ),
-        )
+        spans.extend((c, d, kind.value, *span) for (c, d), span in sorted(by_device.items()))
     return inserted
+
+
+async def _announce(cur: AsyncCursor[Any], spans: list[tuple[Any, ...]]) -> None:
+    """One inbox row per device and kind: (council, device, kind, min time, max time, count).
+    Sent by binary COPY (parameter arrays cost ingest more CPU than the rest of the batch's SQL)
+    and moved with DELETE … RETURNING, as the readings are, so a second batch in the same
+    transaction starts from an empty stage."""
+    async with cur.copy(
+        sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(_INBOX_STAGE))
+    ) as copy:
+        copy.set_types(_INBOX_TYPES)
+        for span in spans:
+            await copy.write_row(span)
+    cols = sql.SQL(", ").join(map(sql.Identifier, _INBOX_COLUMNS))
+    await cur.execute(
+        sql.SQL(
+            "WITH moved AS (DELETE FROM {stage} RETURNING {cols})"
+            " INSERT INTO rule_inbox ({cols})"
+            " SELECT {cols} FROM moved ORDER BY council_id, device_id"
+        ).format(stage=sql.Identifier(_INBOX_STAGE), cols=cols)
+    )
+    # Delivered at COMMIT: rules workers wake at once instead of at their next poll.
+    await cur.execute("SELECT pg_notify(%s, '')", (RULES_CHANNEL,))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
