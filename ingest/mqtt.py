@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingest import mqtt_wire as wire
+from placewatch import mqtt_wire as wire
 
 log = logging.getLogger(__name__)
 

@@ -13,63 +13,15 @@ import socket
 import threading
 import time
 
+from placewatch import mqtt_wire as wire
+
 _FLUSH_BYTES = 64 * 1024
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _read_varint(buf: bytes | bytearray, i: int) -> tuple[int, int] | None:
-    """(value, index after it), or None if the buffer ends inside it."""
-    value, shift = 0, 0
-    while i < len(buf):
-        byte = buf[i]
-        value |= (byte & 0x7F) << shift
-        i += 1
-        if not byte & 0x80:
-            return value, i
-        shift += 7
-    return None
-
-
 def receive_maximum(props: bytes) -> int:
-    """Receive Maximum (property 0x21) from CONNACK properties; 65,535 when absent."""
-    parsed = _read_varint(props, 0)
-    if parsed is None:
-        return 65_535
-    length, i = parsed
-    end = i + length
-    while i < end:
-        ident = props[i]
-        i += 1
-        if ident == 0x21:
-            return int.from_bytes(props[i : i + 2], "big")
-        if ident in (0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A):  # one byte
-            i += 1
-        elif ident in (0x13, 0x22, 0x23):  # two-byte integers
-            i += 2
-        elif ident in (0x02, 0x11, 0x18, 0x27):  # four-byte integers
-            i += 4
-        elif ident == 0x0B:  # variable byte integer
-            parsed = _read_varint(props, i)
-            i = parsed[1] if parsed else end
-        elif ident == 0x26:  # user property: two strings
-            for _ in range(2):
-                i += 2 + int.from_bytes(props[i : i + 2], "big")
-        else:  # strings and binary data
-            i += 2 + int.from_bytes(props[i : i + 2], "big")
-    return 65_535
+    """Receive Maximum from CONNACK properties; 65,535 when absent."""
+    found = wire.parse_properties(props, 0)[0].get(wire.RECEIVE_MAXIMUM) if props else None
+    return found if isinstance(found, int) else 65_535
 
 
 class WirePublisher:
@@ -92,16 +44,16 @@ class WirePublisher:
         self._sock = socket.create_connection((host, port), timeout=10)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         flags = 0x02  # clean start
-        payload = _utf8(client_id)
+        payload = wire.string(client_id)
         if username is not None:
             flags |= 0x80
-            payload += _utf8(username)
+            payload += wire.string(username)
             if password is not None:
                 flags |= 0x40
-                payload += _utf8(password)
+                payload += wire.string(password)
         # Protocol "MQTT" v5, flags, keep-alive 0 (off), no properties.
-        body = _utf8("MQTT") + bytes([5, flags, 0, 0, 0]) + payload
-        self._sock.sendall(b"\x10" + _varint(len(body)) + body)
+        body = wire.string("MQTT") + bytes([5, flags, 0, 0, 0]) + payload
+        self._sock.sendall(b"\x10" + wire.varint(len(body)) + body)
         self._buf = bytearray()
         kind, connack = self._read_one()
         if kind != 0x20 or len(connack) < 2 or connack[1] != 0:
@@ -121,7 +73,7 @@ class WirePublisher:
 
     def _read_one(self) -> tuple[int, bytes]:
         while True:
-            if len(self._buf) >= 2 and (parsed := _read_varint(self._buf, 1)) is not None:
+            if len(self._buf) >= 2 and (parsed := wire.read_varint(self._buf, 1)) is not None:
                 length, i = parsed
                 if len(self._buf) >= i + length:
                     kind = self._buf[0] & 0xF0
@@ -144,7 +96,7 @@ class WirePublisher:
                 acked = refused = 0
                 i, n = 0, len(buf)
                 while i + 2 <= n:
-                    parsed = _read_varint(buf, i + 1)
+                    parsed = wire.read_varint(buf, i + 1)
                     if parsed is None:
                         break
                     length, start = parsed
@@ -179,11 +131,11 @@ class WirePublisher:
             if self._error is not None:
                 raise ConnectionError(f"publisher: {self._error}")
             self._next_id = self._next_id % 65_535 + 1
-            body = _utf8(topic) + self._next_id.to_bytes(2, "big") + b"\x00" + payload
-            self._out += b"\x32" + _varint(len(body)) + body
+            body = wire.string(topic) + self._next_id.to_bytes(2, "big") + b"\x00" + payload
+            self._out += b"\x32" + wire.varint(len(body)) + body
         else:
-            body = _utf8(topic) + b"\x00" + payload
-            self._out += b"\x30" + _varint(len(body)) + body
+            body = wire.string(topic) + b"\x00" + payload
+            self._out += b"\x30" + wire.varint(len(body)) + body
         self.sent += 1
         if len(self._out) >= self._flush_bytes:
             self.flush()

@@ -204,8 +204,8 @@ async def test_a_broker_restart_reconnects_and_old_acknowledgements_are_dropped(
 
 
 async def test_packets_split_anywhere_by_tcp_are_put_back_together() -> None:
-    from ingest import mqtt_wire as wire
     from ingest.mqtt import _Connection
+    from placewatch import mqtt_wire as wire
 
     def publish(topic: bytes, mid: int, payload: bytes, props: bytes = b"\x00") -> bytes:
         body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + props + payload

@@ -6,7 +6,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest import mqtt_wire as wire
+from placewatch import mqtt_wire as wire
 
 
 @pytest.mark.parametrize(

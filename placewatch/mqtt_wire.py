@@ -1,8 +1,9 @@
-"""MQTT 5 packets a QoS 1 subscriber needs, encoded and parsed (OASIS MQTT 5.0, section 3).
+"""MQTT 5 packet encoding and parsing (OASIS MQTT 5.0, section 3) for our two lean clients.
 
-Only what ``ingest.mqtt`` sends (CONNECT, SUBSCRIBE, PUBACK, PINGREQ, DISCONNECT) and receives
-(CONNACK, SUBACK, PUBLISH, PINGRESP, DISCONNECT). Pure functions over bytes, tested without a
-broker; the consumer is tested against a real Mosquitto.
+``ingest.mqtt`` (the QoS 1 subscriber) sends CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT
+and reads CONNACK, SUBACK, PUBLISH, PINGRESP and DISCONNECT; ``simulators.wire`` (the load
+publisher) shares the encoding. Pure functions over bytes, tested without a broker; both clients
+are tested against a real Mosquitto.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ PINGREQ_PACKET = bytes((PINGREQ, 0))
 DISCONNECT_PACKET = bytes((DISCONNECT, 0))  # normal disconnection; the session is kept
 
 # Property identifiers used here (section 2.2.2.2).
-_SESSION_EXPIRY, _RECEIVE_MAXIMUM, _SERVER_KEEP_ALIVE, _REASON_STRING = 0x11, 0x21, 0x13, 0x1F
+_SESSION_EXPIRY, RECEIVE_MAXIMUM, _SERVER_KEEP_ALIVE, _REASON_STRING = 0x11, 0x21, 0x13, 0x1F
 # Property id → value size in bytes; 0 = variable byte integer, -1 = UTF-8 string or binary,
 # -2 = string pair. Needed to skip the properties we do not use.
 _PROPERTY_SIZE = {
@@ -73,7 +74,8 @@ def read_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int
     return None
 
 
-def _string(s: str | bytes) -> bytes:
+def string(s: str | bytes) -> bytes:
+    """A UTF-8 string or binary data: two-byte length, then the bytes."""
     data = s.encode() if isinstance(s, str) else s
     return struct.pack("!H", len(data)) + data
 
@@ -93,14 +95,14 @@ def connect_packet(
     """CONNECT without clean start: resume the persistent session if the broker has it."""
     flags = (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
     props = struct.pack(
-        "!BIBH", _SESSION_EXPIRY, session_expiry_s, _RECEIVE_MAXIMUM, receive_maximum
+        "!BIBH", _SESSION_EXPIRY, session_expiry_s, RECEIVE_MAXIMUM, receive_maximum
     )
-    body = _string("MQTT") + bytes((5, flags)) + struct.pack("!H", keepalive_s)
-    body += varint(len(props)) + props + _string(client_id)
+    body = string("MQTT") + bytes((5, flags)) + struct.pack("!H", keepalive_s)
+    body += varint(len(props)) + props + string(client_id)
     if username is not None:
-        body += _string(username)
+        body += string(username)
     if password is not None:
-        body += _string(password.encode())
+        body += string(password.encode())
     return _packet(CONNECT, body)
 
 
@@ -108,7 +110,7 @@ def subscribe_packet(packet_id: int, topics: tuple[str, ...]) -> bytes:
     """QoS 1; retained messages only on a new subscription (a resumed one has had them)."""
     options = 0x01 | 0x10
     body = struct.pack("!H", packet_id) + varint(0)
-    body += b"".join(_string(t) + bytes((options,)) for t in topics)
+    body += b"".join(string(t) + bytes((options,)) for t in topics)
     return _packet(SUBSCRIBE, body)
 
 
