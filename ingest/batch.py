@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from ingest.decode import Decoded, Rejected
@@ -21,6 +22,7 @@ class Row:
     message: Message
     kind: Kind
     values: tuple[Any, ...]
+    lag: float  # seconds from the event time to receipt
 
 
 def device_keys(decoded: Sequence[Decoded]) -> set[DeviceKey]:
@@ -69,6 +71,7 @@ def to_rows(
                 d.message,
                 a.kind,
                 (d.reading.time, a.council_id, a.device_id, *measurements, received),
+                d.lag,
             )
         )
     return rows, rejected
@@ -85,16 +88,23 @@ def held_back(message: Message, council_id: str, device_id: str) -> Rejected:
     )
 
 
+# The measurement fields of each kind's reading, in COPY order, read in one call.
+_FIELDS = {
+    kind: attrgetter(*(cols[1:] if kind is Kind.HOME_ACTIVITY else cols))
+    for kind, cols in MEASUREMENT_COLUMNS.items()
+}
+
+
 def _measurements(kind: Kind, reading: Reading, info: DeviceInfo) -> tuple[Any, ...]:
+    values: tuple[Any, ...] = _FIELDS[kind](reading)
     if kind is Kind.HOME_ACTIVITY:
-        values = [getattr(reading, c) for c in MEASUREMENT_COLUMNS[kind][1:]]
         return (info.resident_id, *values)
-    values = [getattr(reading, c) for c in MEASUREMENT_COLUMNS[kind]]
     if kind is Kind.BIN_FILL:
         assert isinstance(reading, BinFill)
         if reading.fill_pct is None:
-            values[0] = fill_from_distance(reading.distance_mm, info.properties)
-    return tuple(values)
+            fill = fill_from_distance(reading.distance_mm, info.properties)
+            return (fill, *values[1:])
+    return values
 
 
 def fill_from_distance(distance_mm: float | None, properties: dict[str, Any]) -> float | None:

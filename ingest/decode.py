@@ -56,6 +56,7 @@ class Decoded:
     message: Message
     address: Address
     reading: Reading
+    lag: float  # seconds from the event time to receipt
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,7 +113,7 @@ def decode(message: Message, options: DecodeOptions) -> Decoded | Rejected | lis
         return Rejected(message, _council_guess(message.topic, prefix), exc.reason, exc.detail)
     if uplinks is not None:
         for u in uplinks:
-            late = _outside_window(message, u.time, options)
+            late = _outside_window(message, u.time, event_lag(message, u.time), options)
             if late is not None:
                 return Rejected(message, u.council_id, *late)
         return [Pending(message, u) for u in uplinks]
@@ -127,17 +128,21 @@ def decode(message: Message, options: DecodeOptions) -> Decoded | Rejected | lis
     except ValidationError as exc:
         reason, detail = describe(exc)
         return Rejected(message, address.council_id, reason, detail)
-    late = _outside_window(message, reading.time, options)
+    lag = event_lag(message, reading.time)
+    late = _outside_window(message, reading.time, lag, options)
     if late is not None:
         return Rejected(message, address.council_id, *late)
-    return Decoded(message, address, reading)
+    return Decoded(message, address, reading, lag)
+
+
+def event_lag(message: Message, time: datetime) -> float:
+    return message.received_at - time.timestamp()
 
 
 def _outside_window(
-    message: Message, time: datetime, options: DecodeOptions
+    message: Message, time: datetime, lag: float, options: DecodeOptions
 ) -> tuple[str, str] | None:
     """(reason, detail) if the event time is too far ahead of or behind its receipt."""
-    lag = message.received_at - time.timestamp()
     future = lag < 0
     if not (
         -lag > options.max_future_s or (options.max_age_s is not None and lag > options.max_age_s)

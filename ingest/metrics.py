@@ -1,7 +1,8 @@
 """Prometheus metrics of the ingest stage."""
 
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+import math
+from bisect import bisect_right
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
@@ -20,11 +21,15 @@ class BatchHistogram(Collector):
         self._sum = 0.0
         REGISTRY.register(self)
 
-    def observe_many(self, values: Iterable[float]) -> None:
-        bounds, counts = self._bounds, self._counts
-        for v in values:
-            counts[bisect_left(bounds, v)] += 1  # bucket le=bound holds v <= bound
-            self._sum += v
+    def observe_many(self, values: list[float]) -> None:
+        ordered = sorted(values)
+        below = 0
+        for i, bound in enumerate(self._bounds):
+            upto = bisect_right(ordered, bound)  # bucket le=bound holds v <= bound
+            self._counts[i] += upto - below
+            below = upto
+        self._counts[-1] += len(ordered) - below
+        self._sum += math.fsum(ordered)
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         cumulative, running = [], 0

@@ -114,10 +114,16 @@ class _Connection(asyncio.Protocol):
         arrived = 0
         try:
             while pos < end:
-                got = wire.read_varint(buf, pos + 1)
-                if got is None:
-                    break
-                length, start = got
+                # Remaining length: one or two bytes for every reading; the general case after.
+                if pos + 2 < end and buf[pos + 1] < 0x80:
+                    length, start = buf[pos + 1], pos + 2
+                elif pos + 3 < end and buf[pos + 2] < 0x80:
+                    length, start = (buf[pos + 1] & 0x7F) | buf[pos + 2] << 7, pos + 3
+                else:
+                    got = wire.read_varint(buf, pos + 1)
+                    if got is None:
+                        break
+                    length, start = got
                 stop = start + length
                 if stop > end:
                     break
@@ -131,8 +137,8 @@ class _Connection(asyncio.Protocol):
                 else:
                     self.consumer.control(first, bytes(buf[start:stop]))
                 pos = stop
-        except wire.ProtocolError as exc:
-            log.error("malformed packet from the broker (%s): reconnecting", exc)
+        except (wire.ProtocolError, IndexError) as exc:  # IndexError: a packet cut short
+            log.error("malformed packet from the broker (%r): reconnecting", exc)
             pos = end
             if self.transport is not None:
                 self.transport.abort()
@@ -150,10 +156,13 @@ class _Connection(asyncio.Protocol):
         if qos:
             mid = int.from_bytes(body[pos : pos + 2], "big")
             pos += 2
-        got = wire.read_varint(body, pos)
-        if got is None:
-            raise wire.ProtocolError("PUBLISH properties cut short")
-        props_len, pos = got
+        if body[pos] == 0:  # no properties: what devices send
+            props_len, pos = 0, pos + 1
+        else:
+            got = wire.read_varint(body, pos)
+            if got is None:
+                raise wire.ProtocolError("PUBLISH properties cut short")
+            props_len, pos = got
         try:
             topic = raw_topic.decode()
         except UnicodeDecodeError:  # brokers should refuse these; keep it for the dead letters

@@ -230,9 +230,7 @@ class IngestService:
         metrics.DUPLICATES.inc(stored.duplicates)
         for r in stored.rejected:
             metrics.REJECTED.labels(r.reason).inc()
-        metrics.EVENT_LAG_SECONDS.observe_many(
-            row.message.received_at - row.values[0].timestamp() for row in stored.rows
-        )
+        metrics.EVENT_LAG_SECONDS.observe_many([row.lag for row in stored.rows])
         return True
 
     async def _store_with_retry(

@@ -34,7 +34,7 @@ from devices.models import (
     catalog_of,
 )
 from ingest.batch import held_back
-from ingest.decode import Address, Decoded, Pending, Rejected
+from ingest.decode import Address, Decoded, Pending, Rejected, event_lag
 from placewatch.kinds import Kind
 from placewatch.rejections import Reason
 
@@ -120,7 +120,7 @@ class UplinkResolver:
                 )
                 continue
             address = Address(device.council_id, device.kind, device.device_id)
-            decoded.append(Decoded(p.message, address, reading))
+            decoded.append(Decoded(p.message, address, reading, event_lag(p.message, reading.time)))
         await _save_counters(conn, counters)
         return decoded, rejected
 
