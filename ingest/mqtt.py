@@ -251,6 +251,11 @@ class MqttConsumer:
             self._ready.clear()
             await self._ready.wait()
 
+    async def wait_for_more(self) -> None:
+        """Until the next packets arrive (whatever is buffered already)."""
+        self._ready.clear()
+        await self._ready.wait()
+
     def take(self, limit: int) -> list[Message]:
         """Up to ``limit`` buffered messages, oldest first.
 

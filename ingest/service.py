@@ -179,11 +179,17 @@ class IngestService:
                             await asyncio.wait_for(asyncio.shield(stop_wait), linger)
                     ahead = self._decode(consumer.take(s.ingest_batch_max))
                 batch, ahead = ahead, None
-                if consumer.buffered >= s.ingest_batch_max:
-                    # A backlog: decode the next batch (a thread) while this one is stored (the
-                    # database's time), so ingest's CPU and the database's overlap.
-                    ahead = self._decode(consumer.take(s.ingest_batch_max))
-                await self._process(pool, consumer, batch)
+                store = asyncio.ensure_future(self._process(pool, consumer, batch))
+                # A backlog: as soon as a next full batch is in, decode it (a thread) while this
+                # one is stored (the database's time), so ingest's CPU and the database overlap.
+                while not store.done():
+                    if consumer.buffered >= s.ingest_batch_max:
+                        ahead = self._decode(consumer.take(s.ingest_batch_max))
+                        break
+                    more = asyncio.ensure_future(consumer.wait_for_more())
+                    await asyncio.wait({store, more}, return_when=asyncio.FIRST_COMPLETED)
+                    more.cancel()
+                await store
             # Graceful stop: flush what had already arrived, then disconnect.
             consumer.pause()
             while (ahead or consumer.buffered) and time.monotonic() < self._stop_by:
