@@ -79,6 +79,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False  # reading paused at the window
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
+        self.pong: asyncio.Future[None] | None = None  # a PINGRESP awaited
         self.last_read = time.monotonic()
         self.last_write = time.monotonic()
 
@@ -90,7 +91,7 @@ class _Connection(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
         lost = exc or ConnectionError("the broker closed the connection")
-        for waiting in (self.connack, self.consumer.suback):
+        for waiting in (self.connack, self.pong, self.consumer.suback):
             if waiting is not None and not waiting.done():
                 waiting.set_exception(lost)
                 waiting.exception()  # retrieved: nobody may be awaiting it any more
@@ -129,11 +130,14 @@ class _Connection(asyncio.Protocol):
                     break
                 first = buf[pos]
                 if first & 0xF0 == wire.PUBLISH:
-                    if not consumer.room_for(length):
+                    if not consumer.accepting:
+                        pass  # stopping: left unacknowledged, the broker resends it next time
+                    elif not consumer.room_for(length):
                         self.pause()
                         break
-                    consumer.received(self._publish(first, bytes(buf[start:stop]), now))
-                    arrived += 1
+                    else:
+                        consumer.received(self._publish(first, bytes(buf[start:stop]), now))
+                        arrived += 1
                 else:
                     self.consumer.control(first, bytes(buf[start:stop]))
                 pos = stop
@@ -199,7 +203,7 @@ class MqttConsumer:
         self._held_bytes = 0
         self._ready = asyncio.Event()
         self.generation = 0
-        self._accepting = True
+        self.accepting = True  # False once stopping
         self._stopping = False
         self._conn: _Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -213,17 +217,28 @@ class MqttConsumer:
         self._task = self._loop.create_task(self._run())
 
     def pause(self) -> None:
-        """Take no more messages (graceful stop); what is buffered can still be acknowledged."""
-        self._accepting = False
+        """Take no more messages (graceful stop); what is buffered can still be acknowledged.
+        Reading goes on (a PINGRESP must get through) but new PUBLISHes are left to the broker."""
+        self.accepting = False
         if self._conn is not None:
-            self._conn.pause()
+            self._conn.resume()
 
     async def stop(self) -> None:
-        """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker."""
+        """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker.
+
+        A PINGREQ round trip first: the broker answers it after the PUBACKs sent before it, so
+        they are known to be applied. Without it, Mosquitto (one packet per socket per loop
+        turn) could let our next connection take the session over before it had read them all,
+        and resend messages already stored (measured in tests/ingest/test_mqtt.py)."""
         self._stopping = True
         self.pause()
         conn = self._conn
         if conn is not None and conn.transport is not None:
+            if self.connected:
+                conn.pong = self._loop.create_future()
+                conn.write(wire.PINGREQ_PACKET)
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    await asyncio.wait_for(asyncio.shield(conn.pong), 2)
             conn.write(wire.DISCONNECT_PACKET)
             conn.transport.close()  # flushes the DISCONNECT (and queued PUBACKs) first
             with contextlib.suppress(TimeoutError):
@@ -282,16 +297,14 @@ class MqttConsumer:
         """Stop holding these messages (acknowledged, or given up to the broker to resend)."""
         self._held -= len(messages)
         self._held_bytes -= sum(len(m.payload) for m in messages)
-        if self._conn is not None and self._accepting:
+        if self._conn is not None:
             self._conn.resume()
 
     # -- called by the connection ---------------------------------------------------------------
 
     def room_for(self, size: int) -> bool:
         """Whether one more message fits the window; one is always let in, however large, so a
-        big one cannot stall us. Nothing fits once stopping: it stays with the broker."""
-        if not self._accepting:
-            return False
+        big one cannot stall us."""
         return self._held == 0 or (
             self._held < self._opt.receive_maximum
             and self._held_bytes + size <= self._opt.max_held_bytes
@@ -324,7 +337,10 @@ class MqttConsumer:
                 "the broker closed the connection: %s",
                 wire.reason_text(wire.parse_disconnect(body)),
             )
-        elif kind != wire.PINGRESP:
+        elif kind == wire.PINGRESP:
+            if conn is not None and conn.pong is not None and not conn.pong.done():
+                conn.pong.set_result(None)
+        else:
             raise wire.ProtocolError(f"unexpected packet type 0x{first:02x}")
 
     # -- the connection loop --------------------------------------------------------------------
