@@ -54,6 +54,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _storage(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.commands import run_storage_command
+
+    return run_storage_command(args, settings)
+
+
 def _rules(args: argparse.Namespace, settings: Settings) -> int:
     from rules.commands import run_rules_command
 
@@ -132,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="print what is stored: readings, dead letters, devices")
 
+    from storage.commands import add_storage_parser
+
+    add_storage_parser(sub)
+
     from rules.commands import add_alerts_parser, add_rules_parser
 
     add_rules_parser(sub)
@@ -168,6 +178,7 @@ _COMMANDS = {
     "simulate": _simulate,
     "replay": _replay,
     "status": _status,
+    "storage": _storage,
     "rules": _rules,
     "alerts": _alerts,
     "teams": _teams,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import dict_row
 
 from placewatch.kinds import Kind
@@ -32,6 +33,7 @@ from rules.registry import (
 )
 from rules.stream import Outcome, apply_transition
 from rules.units import utc
+from storage.rollups import materialised_here, pending, refresh_rollups
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +332,43 @@ async def objective_exceedances(
     for council_id, device_id, period_start in await cur.fetchall():
         found[(council_id, device_id)].append(period_start)
     return found
+
+
+# -- hourly roll-ups (plain PostgreSQL) --------------------------------------------------------
+
+# A refresh that has far to go (a first one over a long history) stops after this long and
+# continues at the next sweep, so the other sweeps are not held up.
+ROLLUP_BUDGET_S = 5.0
+ROLLUP_RETRY = timedelta(seconds=10)
+
+
+async def rollup_sweep(conn: AsyncConnection[Any]) -> datetime | None:
+    """Refresh the materialised hourly roll-ups (storage/rollups.py) when there is anything to
+    do: a new hour to materialise, or late changes the triggers logged (so a backfill shows in
+    the roll-ups within a sweep interval). With N workers one refreshes each roll-up and the
+    others skip it. On TimescaleDB there is nothing to do: the continuous aggregates' policies
+    refresh them."""
+    if await materialised_here(conn) is not None or not await pending(conn):
+        return None
+    try:
+        results = await refresh_rollups(conn, budget_s=ROLLUP_BUDGET_S)
+    except LockNotAvailable:
+        # Writers kept the invalidation lock past every try: leave them be, come back soon.
+        log.warning("roll-up refresh gave way to writers; trying again shortly")
+        return await db_now(conn) + ROLLUP_RETRY
+    for r in results:
+        if r.buckets or r.invalidated_devices:
+            log.info(
+                "roll-up %s: %d hourly rows written (%d devices' late changes) in %.2f s,"
+                " materialised to %s",
+                r.relation,
+                r.buckets,
+                r.invalidated_devices,
+                r.seconds,
+                r.watermark,
+            )
+    behind = any(not r.caught_up for r in results)
+    return await db_now(conn) if behind else None
 
 
 # -- escalation ------------------------------------------------------------------------------

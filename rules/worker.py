@@ -3,7 +3,8 @@
 Two loops, each on its own connection. The stream loop claims devices with new readings and
 evaluates them until the inbox is empty (one transaction per claim), then sleeps until a NOTIFY
 from ingest or the poll interval. The sweep loop runs the timer-driven sweeps (silence,
-objectives, escalation, reconciliation), each at its own deadline. SIGHUP reloads the rule
+objectives, escalation, reconciliation, care) and, on plain PostgreSQL, the refresh of the hourly
+roll-ups, each at its own deadline. SIGHUP reloads the rule
 files (a file with errors is reported and the rules in force are kept); SIGTERM finishes the
 transactions in hand and exits.
 """
@@ -40,6 +41,7 @@ from rules.sweeps import (
     inbox_backlog,
     objective_sweep,
     reconcile_sweep,
+    rollup_sweep,
     silence_sweep,
 )
 
@@ -178,6 +180,7 @@ class RulesWorker(SupervisedService):
             "care": lambda out: care_sweep(
                 conn, rules, actor, out, self.settings.rules_care_settle_s
             ),
+            "rollups": lambda out: rollup_sweep(conn),
         }
         for name, run_sweep in sweeps.items():
             if self.stopping.is_set():

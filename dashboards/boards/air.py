@@ -46,14 +46,17 @@ def _index_sql(p: Pollutant, mean: str) -> str:
 
 
 def _window(p: Pollutant) -> str:
-    """Running mean of the hourly means over the pollutant's averaging period, blank without
-    Defra's 75 % data capture (18 of 24 hours for PM, 6 of 8 for O3), as the daqi rule."""
+    """Running mean of one station's hourly means ``h`` over the pollutant's averaging period,
+    blank without Defra's 75 % data capture (18 of 24 hours for PM, 6 of 8 for O3), as the daqi
+    rule."""
     hours = int(p.averaging / timedelta(hours=1))
     window = (
-        f"(PARTITION BY h.device_id ORDER BY h.bucket "
-        f"RANGE BETWEEN interval '{hours - 1} hours' PRECEDING AND CURRENT ROW)"
+        f"(ORDER BY h.bucket RANGE BETWEEN interval '{hours - 1} hours' PRECEDING AND CURRENT ROW)"
     )
     col = f"h.{p.column}_avg"
+    if hours == 1:
+        # The mean of one hour is that hour's mean (as avg() over it gives it, in float8).
+        return f"CASE WHEN {col} IS NOT NULL THEN {col}::float8 END"
     return (
         f"CASE WHEN count({col}) OVER {window} >= {math.ceil(0.75 * hours)} "
         f"THEN avg({col}) OVER {window} END"
@@ -65,15 +68,23 @@ def _pollutant_panel(name: str) -> Json:
     hours = int(p.averaging / timedelta(hours=1))
     # The running mean needs the hours before the range; the mean of the hour ending at t is
     # shown at t.
+    # Per station (LATERAL): its hours come in order from the roll-up's key, a few hundred rows
+    # each, instead of every station's hours sorted together.
     query = f"""
         SELECT "time", metric, value FROM (
-            SELECT h.bucket + interval '1 hour' AS "time", d.site || ' ' || h.device_id AS metric,
-                   {_window(p)} AS value
-            FROM air_quality_hourly h JOIN dashboard_devices d USING (council_id, device_id)
-            WHERE {SELECTED} AND h.{p.column}_avg IS NOT NULL
-              AND h.bucket >= $__timeFrom()::timestamptz - interval '{hours} hours'
-              AND h.bucket < $__timeTo()::timestamptz
-        ) m
+            SELECT m.bucket + interval '1 hour' AS "time", d.site || ' ' || d.device_id AS metric,
+                   m.value
+            FROM dashboard_devices d
+            CROSS JOIN LATERAL (
+                SELECT h.bucket, {_window(p)} AS value
+                FROM air_quality_hourly h
+                WHERE h.council_id = d.council_id AND h.device_id = d.device_id
+                  AND h.{p.column}_avg IS NOT NULL
+                  AND h.bucket >= $__timeFrom()::timestamptz - interval '{hours} hours'
+                  AND h.bucket < $__timeTo()::timestamptz
+            ) m
+            WHERE {SELECTED}
+        ) s
         WHERE $__timeFilter("time")
         ORDER BY 1"""
     return timeseries(
@@ -88,20 +99,42 @@ def _pollutant_panel(name: str) -> Json:
     )
 
 
+def _latest_mean(p: Pollutant) -> str:
+    """The running mean of ``_window`` at a station's latest hour ``l.bucket``, as a plain
+    aggregate over the hours ``s`` up to it: the same hours and the same 75 % rule."""
+    hours = int(p.averaging / timedelta(hours=1))
+    col = f"s.{p.column}_avg"
+    frame = f"FILTER (WHERE s.bucket >= l.bucket - interval '{hours - 1} hours')"
+    return (
+        f"CASE WHEN count({col}) {frame} >= {math.ceil(0.75 * hours)} THEN avg({col}) {frame} END"
+    )
+
+
 def _daqi_now() -> Json:
-    # The latest complete hour of each station.
-    means = ",\n".join(f"{_window(POLLUTANTS[n])} AS {n}" for n in CHARTED)
+    # The latest complete hour of each station, and each pollutant's running mean there: one
+    # aggregate per station over the hours of its longest averaging period (not a running mean
+    # of every hour, of which only the last would be kept).
+    longest = max(int(POLLUTANTS[n].averaging / timedelta(hours=1)) for n in CHARTED)
+    means = ",\n".join(f"{_latest_mean(POLLUTANTS[n])} AS {n}" for n in CHARTED)
+    columns = ", ".join(f"h.{POLLUTANTS[n].column}_avg" for n in CHARTED)
     indices = ", ".join(f"{_index_sql(POLLUTANTS[n], n)} AS {n}" for n in CHARTED)
     labels = ", ".join(f'{n} AS "{POLLUTANTS[n].name}"' for n in CHARTED)
     query = f"""
-        WITH means AS (
-            SELECT h.device_id, h.bucket, {means},
-                   row_number() OVER (PARTITION BY h.device_id ORDER BY h.bucket DESC) AS latest
+        WITH hours AS (
+            SELECT h.device_id, h.bucket, {columns}
             FROM air_quality_hourly h JOIN dashboard_devices d USING (council_id, device_id)
             WHERE {SELECTED} AND h.bucket > now() - interval '2 days'
               AND h.bucket + interval '1 hour' <= now()
+        ), latest AS (
+            SELECT device_id, max(bucket) AS bucket FROM hours GROUP BY device_id
+        ), means AS (
+            SELECT l.device_id, l.bucket, {means}
+            FROM latest l JOIN hours s ON s.device_id = l.device_id
+                                      AND s.bucket > l.bucket - interval '{longest} hours'
+                                      AND s.bucket <= l.bucket
+            GROUP BY l.device_id, l.bucket
         ), idx AS (
-            SELECT device_id, bucket, {indices} FROM means WHERE latest = 1
+            SELECT device_id, bucket, {indices} FROM means
         ), overall AS (
             SELECT *, greatest({", ".join(CHARTED)}) AS daqi FROM idx
         )
@@ -137,16 +170,19 @@ def _exceedance_colours(o: Objective) -> Json:
 
 
 def _objectives() -> Json:
-    """Exceedances since 1 January (UTC, as the objective rule counts them) per station."""
-    counts = []
-    for o in OBJECTIVES.values():
+    """Exceedances since 1 January (UTC, as the objective rule counts them) per station. Each
+    objective's periods are counted per station in one pass over the council's hourly rows of
+    the year (not once per station)."""
+    counts, joins = [], []
+    for i, o in enumerate(OBJECTIVES.values()):
         if o.period == timedelta(hours=1):
-            periods = f"""SELECT h.device_id FROM air_quality_hourly h
+            periods = f"""SELECT h.device_id, count(*) AS n FROM air_quality_hourly h
                           WHERE h.council_id = '$council' AND h.bucket >= date_trunc('year', now())
-                            AND h.{o.column}_avg > {o.limit_ugm3}"""
+                            AND h.{o.column}_avg > {o.limit_ugm3}
+                          GROUP BY 1"""
         else:
             # Calendar-day means of the hourly means, valid with 18 of 24 hours (75 %).
-            periods = f"""SELECT device_id FROM (
+            periods = f"""SELECT device_id, count(*) AS n FROM (
                               SELECT h.device_id,
                                      date_bin('1 day', h.bucket, '2000-01-01 00:00+00') AS day,
                                      avg(h.{o.column}_avg) AS mean,
@@ -156,12 +192,14 @@ def _objectives() -> Json:
                                 AND h.bucket >= date_trunc('year', now())
                                 AND h.bucket < date_bin('1 day', now(), '2000-01-01 00:00+00')
                               GROUP BY 1, 2) days
-                          WHERE hours >= 18 AND mean > {o.limit_ugm3}"""
-        count = f"SELECT count(*) FROM ({periods}) e WHERE e.device_id = d.device_id"
-        counts.append(f'({count}) AS "{_column(o)}"')
+                          WHERE hours >= 18 AND mean > {o.limit_ugm3}
+                          GROUP BY 1"""
+        joins.append(f"LEFT JOIN ({periods}) e{i} ON e{i}.device_id = d.device_id")
+        counts.append(f'coalesce(e{i}.n, 0) AS "{_column(o)}"')
     query = f"""
         SELECT d.site, d.device_id AS station, {", ".join(counts)}
         FROM dashboard_devices d
+        {" ".join(joins)}
         WHERE d.kind = 'air_quality' AND {SELECTED}
         ORDER BY d.site, d.device_id"""
     return table(

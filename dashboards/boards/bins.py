@@ -26,38 +26,45 @@ SELECTED_BINS = "d.council_id = '$council' AND d.site IN ($site) AND d.device_id
 # Per bin: the fill now, and its rise since the last emptying (least squares over the readings
 # of the last three days after it), giving the moment it reaches 100 %. As the time-to-full rule
 # (rules.kinds.bins.last_emptying): an emptying is a fall the next reading confirms; a single low
-# reading between two high ones is an echo (off the lid or a bag) and is left out.
+# reading between two high ones is an echo (off the lid or a bag) and is left out. Computed per
+# bin (LATERAL): its readings come in time order from the primary key, so the window functions
+# need no sort, and no bin's readings wait for another's. One window pass marks emptyings,
+# echoes and the latest reading (never an echo: an echo has a reading after it; never before
+# the last emptying), so the fill now needs no sort either.
 PREDICTION = f"""
-    WITH recent AS (
-        SELECT b.device_id, b.time, b.fill_pct,
-               lag(b.fill_pct) OVER w - b.fill_pct AS fall,
-               lag(b.fill_pct) OVER w - lead(b.fill_pct) OVER w AS fall_after
-        FROM bin_fill b JOIN dashboard_devices d USING (council_id, device_id)
-        WHERE {SELECTED_BINS} AND b.time > now() - interval '3 days' AND b.fill_pct IS NOT NULL
-        WINDOW w AS (PARTITION BY b.device_id ORDER BY b.time)
-    ), marked AS (
-        SELECT *,
-               max(time) FILTER (WHERE fall >= {EMPTIED_DROP_PCT}
-                                   AND fall_after >= {EMPTIED_DROP_PCT})
-                   OVER (PARTITION BY device_id) AS emptied_at,
-               fall >= {EMPTIED_DROP_PCT} AND fall_after < {EMPTIED_DROP_PCT}
-                   AND lead(fill_pct) OVER (PARTITION BY device_id ORDER BY time) - fill_pct
-                       >= {EMPTIED_DROP_PCT} AS echo
-        FROM recent
-    ), fit AS (
-        SELECT device_id, max(time) AS at, count(*) AS readings,
-               (array_agg(fill_pct ORDER BY time DESC))[1] AS fill_pct,
-               regr_slope(fill_pct, extract(epoch FROM time)) * 3600 AS rise_pct_h
-        FROM marked
-        WHERE time >= coalesce(emptied_at, '-infinity') AND echo IS NOT TRUE
-        GROUP BY device_id
-    )
-    SELECT d.site, d.ward, f.device_id AS bin, f.fill_pct, f.rise_pct_h, f.at,
+    SELECT d.site, d.ward, d.device_id AS bin, f.fill_pct, f.rise_pct_h, f.at,
            CASE WHEN f.fill_pct >= 100 THEN f.at
                 WHEN f.rise_pct_h > 0 AND f.readings >= 3
                   THEN f.at + (100 - f.fill_pct) / f.rise_pct_h * interval '1 hour'
            END AS full_at
-    FROM fit f JOIN dashboard_devices d ON d.council_id = '$council' AND d.device_id = f.device_id
+    FROM dashboard_devices d
+    CROSS JOIN LATERAL (
+        SELECT max(time) AS at, count(*) AS readings,
+               max(fill_pct) FILTER (WHERE latest) AS fill_pct,
+               regr_slope(fill_pct, extract(epoch FROM time)) * 3600 AS rise_pct_h
+        FROM (
+            SELECT time, fill_pct, echo, latest,
+                   max(time) FILTER (WHERE emptied) OVER () AS emptied_at
+            FROM (
+                SELECT b.time, b.fill_pct,
+                       lag(b.fill_pct) OVER w - b.fill_pct >= {EMPTIED_DROP_PCT}
+                         AND lag(b.fill_pct) OVER w - lead(b.fill_pct) OVER w
+                             >= {EMPTIED_DROP_PCT} AS emptied,
+                       lag(b.fill_pct) OVER w - b.fill_pct >= {EMPTIED_DROP_PCT}
+                         AND lag(b.fill_pct) OVER w - lead(b.fill_pct) OVER w
+                             < {EMPTIED_DROP_PCT}
+                         AND lead(b.fill_pct) OVER w - b.fill_pct >= {EMPTIED_DROP_PCT} AS echo,
+                       lead(b.time) OVER w IS NULL AS latest
+                FROM bin_fill b
+                WHERE b.council_id = d.council_id AND b.device_id = d.device_id
+                  AND b.time > now() - interval '3 days' AND b.fill_pct IS NOT NULL
+                WINDOW w AS (ORDER BY b.time)
+            ) recent
+        ) marked
+        WHERE time >= coalesce(emptied_at, '-infinity') AND echo IS NOT TRUE
+        HAVING count(*) > 0
+    ) f
+    WHERE {SELECTED_BINS}
 """
 
 END_OF_TODAY = (
@@ -148,11 +155,15 @@ def board() -> Json:
         timeseries(
             "Fill by site",
             sql(
-                """SELECT $__timeGroupAlias(h.bucket, $__interval), d.site AS metric,
-                          avg(h.fill_pct_avg) AS fill
-                   FROM bin_fill_hourly h JOIN dashboard_devices d USING (council_id, device_id)
-                   WHERE d.council_id = '$council' AND d.site IN ($site)
-                     AND d.device_id IN ($bin) AND $__timeFilter(h.bucket)
+                """SELECT $__timeGroupAlias(bucket, $__interval), site AS metric,
+                          sum(fill) / nullif(sum(bins), 0) AS fill
+                   FROM (SELECT h.bucket, d.site, sum(h.fill_pct_avg::float8) AS fill,
+                                count(h.fill_pct_avg) AS bins
+                         FROM bin_fill_hourly h
+                         JOIN dashboard_devices d USING (council_id, device_id)
+                         WHERE d.council_id = '$council' AND d.site IN ($site)
+                           AND d.device_id IN ($bin) AND $__timeFilter(h.bucket)
+                         GROUP BY 1, 2) s
                    GROUP BY 1, 2 ORDER BY 1""",
                 series=True,
             ),

@@ -91,16 +91,23 @@ def _levels() -> Json:
 
 
 def _rise() -> Json:
+    # Per gauge (LATERAL): its hours come in order from the roll-up's key, so the window sorts
+    # nothing.
     query = f"""
         SELECT "time", metric, value FROM (
-            SELECT h.bucket + interval '1 hour' AS "time", h.device_id AS metric,
-                   (h.level_m_avg - lag(h.level_m_avg) OVER w)
-                     / (extract(epoch FROM h.bucket - lag(h.bucket) OVER w) / 3600) AS value
-            FROM flood_level_hourly h JOIN dashboard_devices d USING (council_id, device_id)
+            SELECT r.bucket + interval '1 hour' AS "time", d.device_id AS metric, r.value
+            FROM dashboard_devices d
+            CROSS JOIN LATERAL (
+                SELECT h.bucket,
+                       (h.level_m_avg - lag(h.level_m_avg) OVER w)
+                         / (extract(epoch FROM h.bucket - lag(h.bucket) OVER w) / 3600) AS value
+                FROM flood_level_hourly h
+                WHERE h.council_id = d.council_id AND h.device_id = d.device_id
+                  AND h.bucket >= $__timeFrom()::timestamptz - interval '2 hours'
+                  AND h.bucket < $__timeTo()::timestamptz
+                WINDOW w AS (ORDER BY h.bucket)
+            ) r
             WHERE {SELECTED}
-              AND h.bucket >= $__timeFrom()::timestamptz - interval '2 hours'
-              AND h.bucket < $__timeTo()::timestamptz
-            WINDOW w AS (PARTITION BY h.device_id ORDER BY h.bucket)
         ) r
         WHERE $__timeFilter("time") AND value IS NOT NULL
         ORDER BY 1"""

@@ -25,12 +25,16 @@ BASELINE_DAYS = 28
 # An active hour: any motion or door opening, per resident and local hour. Being in bed or in
 # the chair is not activity; nor is appliance power here, because the roll-up counts readings
 # above 0 W and a kettle's standby draw is that (the care rules use 20 W, on raw readings).
+# Grouped by UTC hour first (five sensors' rows to one), then by local hour (two UTC hours are
+# one local hour when the clocks go back): the time zone is applied to a fifth of the rows.
 ACTIVE_HOURS = f"""
     SELECT resident_id, (bucket AT TIME ZONE '{LOCAL_TZ}') AS local_hour,
-           bool_or(motion_count > 0 OR door_opens > 0) AS active
-    FROM home_activity_hourly
-    WHERE council_id = '$council' AND resident_id IN ($resident)
-      AND bucket >= {{since}}
+           bool_or(active) AS active
+    FROM (SELECT resident_id, bucket, bool_or(motion_count > 0 OR door_opens > 0) AS active
+          FROM home_activity_hourly
+          WHERE council_id = '$council' AND resident_id IN ($resident)
+            AND bucket >= {{since}}
+          GROUP BY 1, 2) utc
     GROUP BY 1, 2
 """
 

@@ -188,18 +188,21 @@ def board() -> Json:
             sql(
                 """SELECT $__timeGroupAlias(bucket, $__interval), kind AS metric,
                           sum(readings) AS readings
-                   FROM (SELECT bucket, council_id, device_id, readings,
-                                'bin_fill' AS kind FROM bin_fill_hourly
-                         UNION ALL
-                         SELECT bucket, council_id, device_id, readings,
-                                'air_quality' FROM air_quality_hourly
-                         UNION ALL
-                         SELECT bucket, council_id, device_id, readings,
-                                'flood_level' FROM flood_level_hourly
-                         UNION ALL
-                         SELECT bucket, council_id, device_id, readings,
-                                'home_activity' FROM home_activity_hourly) h
-                   WHERE council_id = '$council' AND $__timeFilter(bucket) AND kind IN ($kind)
+                   FROM (SELECT bucket, kind, sum(readings) AS readings
+                         FROM (SELECT bucket, council_id, readings,
+                                      'bin_fill' AS kind FROM bin_fill_hourly
+                               UNION ALL
+                               SELECT bucket, council_id, readings,
+                                      'air_quality' FROM air_quality_hourly
+                               UNION ALL
+                               SELECT bucket, council_id, readings,
+                                      'flood_level' FROM flood_level_hourly
+                               UNION ALL
+                               SELECT bucket, council_id, readings,
+                                      'home_activity' FROM home_activity_hourly) r
+                         WHERE council_id = '$council' AND $__timeFilter(bucket)
+                           AND kind IN ($kind)
+                         GROUP BY 1, 2) h
                    GROUP BY 1, 2 ORDER BY 1""",
                 series=True,
             ),

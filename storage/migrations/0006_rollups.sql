@@ -1,0 +1,4 @@
+-- 0006: hourly roll-ups that stay fast over a long history. Nothing common to both flavours:
+-- on TimescaleDB the *_hourly continuous aggregates (0001) already are materialised and refreshed
+-- by their policies; on plain PostgreSQL 0006_rollups.postgres.sql materialises the views the
+-- same way. See docs/storage.md ("Hourly roll-ups on plain PostgreSQL").

@@ -1,0 +1,3 @@
+-- 0006 on TimescaleDB: nothing to do. The *_hourly continuous aggregates of 0001 are the
+-- materialised roll-ups, kept by their refresh policies; `placewatch storage refresh-rollups` and
+-- the rules worker's roll-up sweep do nothing on this flavour.

@@ -1,0 +1,3 @@
+-- 0007 on TimescaleDB: no index to add. Every hypertable keeps its default time index, which
+-- the real-time part of a continuous aggregate uses, and the *_hourly aggregates are
+-- hypertables of their own with an index on (group columns, bucket).
