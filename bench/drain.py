@@ -14,9 +14,14 @@ once, with a fixed clock, so every run consumes exactly the same payloads. Each 
   from process start to psql's exit: the broker and the database with no application in between.
 * **placewatch**: starts ingest once to create its persistent session, stops it, publishes the same
   N messages, then times ``python -m placewatch ingest`` from process start until its metrics say
-  all N readings are stored (committed).
+  all N readings are stored (committed). With ``--replicas 2`` (or ``1,2``: both), R ingest
+  processes share one subscription (``PLACEWATCH_INGEST_SHARED_GROUP``), each with its own
+  persistent session, and the drain ends when their stored counts add up to N.
+* **naive**: the consumer users write first (``bench/naive_consumer.py``: paho, one autocommit
+  ``INSERT`` per message), on the first K (``--naive-messages``) messages of the same backlog,
+  timed from process start until the tables hold K rows.
 
-Both are checked afterwards (row counts, no dead letters, no duplicates). Results go to stdout and
+All are checked afterwards (row counts, no dead letters, no duplicates). Results go to stdout and
 to ``bench/results/drain-<timestamp>.json``; everything started is stopped, the database dropped.
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -147,6 +153,18 @@ def process_cpu_seconds(pid: int | None) -> float:
     return float(t.user + t.system)
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's live threads have spent runnable but waiting for a CPU
+    (``/proc/<pid>/task/*/schedstat``, second field), in seconds; 0 where the kernel does not
+    say. For a process started at the beginning of a drain: how much the machine held it back."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def children_cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -249,6 +267,21 @@ def host_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "mosquitto": version_line([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"]),
         "git_commit": git + ("-dirty" if dirty else ""),
+    }
+
+
+def checkout_state() -> dict[str, Any]:
+    """Which code ran when the working tree is not a commit: the changed files and a hash of
+    ``git diff HEAD`` (untracked files are listed, not hashed)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True
+        ).stdout
+
+    return {
+        "status": git("status", "--porcelain").splitlines(),
+        "diff_sha256": hashlib.sha256(git("diff", "HEAD").encode()).hexdigest(),
     }
 
 
@@ -366,9 +399,13 @@ class DrainBench:
         self.messages: list[tuple[str, bytes]] = []
         self.runs: list[dict[str, Any]] = []
         self.problems: list[str] = []
+        self.notes: list[str] = []
         self.raw_command = ""
         self.profile: dict[str, Any] | None = None
         self.stamp = datetime.now(UTC).strftime("drain-%Y%m%dT%H%M%SZ")
+        self.output = Path(args.output) if args.output else RESULTS / f"{self.stamp}.json"
+        self.replicas: list[int] = args.replicas
+        self.naive_n = 0 if args.no_naive else min(args.naive_messages, self.n)
 
     # -- set-up and tear-down -------------------------------------------------------------------
 
@@ -401,6 +438,7 @@ class DrainBench:
             if line.strip() and not line.startswith("#")
         ]
         return {
+            "database": self.dbname,
             "storage_flavour": result.flavour.value,
             "devices": len(devices),
             "council": COUNCIL,
@@ -485,14 +523,16 @@ class DrainBench:
             self.sub_command(client_id, "bench/none", "-E", persistent=False), "session clean-up"
         )
 
-    def publish(self, prefix: str, label: str) -> float:
-        """Publish the N messages under ``prefix`` (QoS 1) and wait for every PUBACK."""
+    def publish(self, prefix: str, label: str, count: int | None = None) -> float:
+        """Publish the first ``count`` (default N) messages under ``prefix`` (QoS 1) and wait for
+        every PUBACK."""
         assert self.broker is not None
-        progress = Progress(f"{label} publish", self.n)
+        count = self.n if count is None else count
+        progress = Progress(f"{label} publish", count)
         started = time.monotonic()
         pub = Publisher(self.broker.host, self.broker.port, max_inflight=1000)
         try:
-            for i, (suffix, payload) in enumerate(self.messages):
+            for i, (suffix, payload) in enumerate(self.messages[:count]):
                 while pub.backlog() > PUBLISH_MAX_BACKLOG:
                     time.sleep(0.001)
                 pub.publish(prefix + suffix, payload)
@@ -502,7 +542,7 @@ class DrainBench:
                 raise BenchError(f"broker did not acknowledge {pub.backlog()} publishes")
         finally:
             pub.close()
-        progress.update(self.n, force=True)
+        progress.update(count, force=True)
         progress.close()
         return time.monotonic() - started
 
@@ -593,18 +633,37 @@ class DrainBench:
 
     # -- one placewatch run ---------------------------------------------------------------------
 
-    def run_placewatch(self, rep: str, profile_s: float = 0.0) -> dict[str, Any]:
+    def run_placewatch(self, rep: str, replicas: int = 1, profile_s: float = 0.0) -> dict[str, Any]:
         assert self.db_url is not None and self.broker is not None
-        prefix, client_id = f"bench/p{rep}", f"bench-ingest-{rep}"
-        ingest = IngestProcess(
-            self.db_url, self.broker.port, prefix, client_id, self.workdir, extra_env=INGEST_ENV
-        )
-        self.ingests.append(ingest)
-        # First start: creates the persistent session and its subscription, then stops.
-        ingest.start(wait_ready=True)  # ready = subscribed
-        if ingest.terminate(30) != 0:
-            self.problems.append(f"placewatch #{rep}: first ingest exited {ingest.process}")
-        publish_s = self.publish(prefix, f"placewatch #{rep}")
+        tag = rep if replicas == 1 else f"{rep}x{replicas}"
+        prefix, base_id = f"bench/p{tag}", f"bench-ingest-{tag}"
+        label = f"placewatch #{tag}"
+        env = dict(INGEST_ENV)
+        if replicas > 1:
+            env["PLACEWATCH_INGEST_SHARED_GROUP"] = f"drain-{tag}"
+        ingests = [
+            IngestProcess(
+                self.db_url,
+                self.broker.port,
+                prefix,
+                base_id if replicas == 1 else f"{base_id}-{i + 1}",
+                self.workdir,
+                extra_env=env,
+            )
+            for i in range(replicas)
+        ]
+        self.ingests.extend(ingests)
+        # First start: creates each persistent session and its subscription, then stops. The
+        # broker then queues the backlog for the sessions (on a shared subscription, spread
+        # among the group's sessions).
+        for ingest in ingests:
+            ingest.start(wait_ready=False)
+        for ingest in ingests:
+            ingest.wait_ready()  # ready = subscribed
+        for ingest in ingests:
+            if ingest.terminate(30) != 0:
+                self.problems.append(f"{label}: first ingest exited {ingest.process}")
+        publish_s = self.publish(prefix, label)
         with self.connect() as conn:
             tables = [sql.Identifier(k.value) for k in KINDS] + [sql.Identifier("dead_letters")]
             conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
@@ -622,30 +681,42 @@ class DrainBench:
             "placewatch_ingest_batch_size_count",
             "placewatch_ingest_commit_seconds_sum",
         )
-        progress = Progress(f"placewatch #{rep} drain", self.n)
+        progress = Progress(f"{label} drain", self.n)
         samples: list[tuple[float, int]] = []
         first_response: float | None = None
         first_stored: float | None = None
         spy: subprocess.Popen[bytes] | None = None
         spy_out = self.workdir / f"py-spy-{rep}.txt"
+        each: list[dict[str, float]] = [dict.fromkeys(names, 0.0) for _ in ingests]
+        answered = [False] * replicas
         m: dict[str, float] = dict.fromkeys(names, 0.0)
         meter = CpuMeter(self.dbname, self.broker_pid, set())
         t0 = time.monotonic()
-        ingest.start(wait_ready=False)
+        for ingest in ingests:
+            ingest.start(wait_ready=False)
         deadline = t0 + self.args.timeout
         while True:
-            if not ingest.alive():
-                raise BenchError(f"ingest exited during drain #{rep}:\n{ingest.log_tail()}")
+            for ingest in ingests:
+                if not ingest.alive():
+                    raise BenchError(
+                        f"ingest {ingest.client_id} exited during drain {label}:\n"
+                        f"{ingest.log_tail()}"
+                    )
             if time.monotonic() > deadline:
                 raise BenchError(
-                    f"placewatch drain #{rep} not done after {self.args.timeout} s "
-                    f"({m['placewatch_ingest_stored_total']:.0f} stored):\n{ingest.log_tail()}"
+                    f"placewatch drain {label} not done after {self.args.timeout} s "
+                    f"({m['placewatch_ingest_stored_total']:.0f} stored):\n{ingests[0].log_tail()}"
                 )
-            try:
-                m = metric_sums(ingest.http("/metrics")[1], *names)
-            except OSError:
+            for i, ingest in enumerate(ingests):
+                try:
+                    each[i] = metric_sums(ingest.http("/metrics")[1], *names)
+                    answered[i] = True
+                except OSError:
+                    pass
+            if not all(answered):
                 time.sleep(0.05)
                 continue
+            m = {name: sum(e[name] for e in each) for name in names}
             now = time.monotonic() - t0
             first_response = first_response if first_response is not None else now
             stored = int(m["placewatch_ingest_stored_total"])
@@ -654,32 +725,36 @@ class DrainBench:
             if stored and first_stored is None:
                 first_stored = now
                 if profile_s:
-                    spy = self.start_py_spy(ingest.pid, profile_s, spy_out)
+                    spy = self.start_py_spy(ingests[0].pid, profile_s, spy_out)
             progress.update(stored, f"acked {int(m['placewatch_ingest_acked_total']):,}")
             meter.sample_postgres()
             if stored >= self.n or (rejected and stored + rejected >= self.n):
                 break
             time.sleep(0.25 if self.n - stored > 20_000 else 0.02)
         elapsed = time.monotonic() - t0
-        cpu = meter.finish(elapsed, ingest=process_cpu_seconds(ingest.pid))
+        ingest_cpu = [process_cpu_seconds(ingest.pid) for ingest in ingests]
+        ingest_wait = [runqueue_wait_seconds(ingest.pid) for ingest in ingests]
+        cpu = meter.finish(elapsed, ingest=sum(ingest_cpu))
         progress.update(self.n, force=True)
         progress.close()
         # Untimed: the acks of the last batch follow its commit; wait for them to be counted.
         settle = time.monotonic() + 10
         while m["placewatch_ingest_acked_total"] < self.n and time.monotonic() < settle:
             time.sleep(0.05)
-            with contextlib.suppress(OSError):
-                m = metric_sums(ingest.http("/metrics")[1], *names)
+            for i, ingest in enumerate(ingests):
+                with contextlib.suppress(OSError):
+                    each[i] = metric_sums(ingest.http("/metrics")[1], *names)
+            m = {name: sum(e[name] for e in each) for name in names}
         if m["placewatch_ingest_acked_total"] < self.n:
             self.problems.append(
-                f"placewatch #{rep}: only {m['placewatch_ingest_acked_total']:.0f} of {self.n} "
+                f"{label}: only {m['placewatch_ingest_acked_total']:.0f} of {self.n} "
                 "messages acknowledged 10 s after all were stored"
             )
         if spy is not None:
             # Let the profile cover the tail too, then stop ingest (py-spy ends with it).
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spy.wait(max(0.0, profile_s - (elapsed - (first_stored or 0.0))) + 5)
-        rc = ingest.terminate(60)
+        rcs = [ingest.terminate(60) for ingest in ingests]
         if spy is not None:
             try:
                 spy.wait(30)
@@ -688,9 +763,9 @@ class DrainBench:
             if spy_out.exists():
                 self.profile = profile_top(spy_out)
                 self.profile["gil_only"] = bool(self.args.profile_gil)
-                kept = RESULTS / f"{self.stamp}-py-spy.txt"
+                kept = self.output.with_name(f"{self.output.stem}-py-spy.txt")
                 shutil.copy(spy_out, kept)
-                self.profile["raw_stacks"] = str(kept.relative_to(ROOT))
+                self.profile["raw_stacks"] = _shown(kept)
             else:
                 self.problems.append("py-spy wrote no profile (see its log in the work dir)")
 
@@ -698,26 +773,43 @@ class DrainBench:
             rows = stored_readings(conn, COUNCIL)
             distinct = distinct_readings(conn, COUNCIL)
             dead = dead_letters(conn, prefix)
-        self.end_session(client_id)
-        log_text = (self.workdir / f"ingest-{client_id}.log").read_text(errors="replace")
-        noisy = [
-            line
-            for line in log_text.splitlines()
-            if " WARNING " in line or " ERROR " in line or "Traceback" in line
-        ]
-        if rows != self.n or distinct != self.n or dead or rc != 0:
+        noisy: list[str] = []
+        for ingest in ingests:
+            self.end_session(ingest.client_id)
+            log_text = (self.workdir / f"ingest-{ingest.client_id}.log").read_text(errors="replace")
+            noisy += [
+                line
+                for line in log_text.splitlines()
+                if " WARNING " in line or " ERROR " in line or "Traceback" in line
+            ]
+        if rows != self.n or distinct != self.n or dead or any(rcs):
             self.problems.append(
-                f"placewatch #{rep}: {rows} rows ({distinct} distinct) of {self.n}, "
-                f"{len(dead)} dead letters {[d[2:] for d in dead[:3]]}, exit code {rc}"
+                f"{label}: {rows} rows ({distinct} distinct) of {self.n}, "
+                f"{len(dead)} dead letters {[d[2:] for d in dead[:3]]}, exit codes {rcs}"
             )
         if noisy:
-            self.problems.append(
-                f"placewatch #{rep}: {len(noisy)} warning/error log lines, e.g. {noisy[:3]}"
-            )
+            self.problems.append(f"{label}: {len(noisy)} warning/error log lines, e.g. {noisy[:3]}")
+        split = [
+            {
+                "client_id": ingest.client_id,
+                "received": int(e["placewatch_ingest_received_total"]),
+                "stored": int(e["placewatch_ingest_stored_total"]),
+                "acked": int(e["placewatch_ingest_acked_total"]),
+                "cpu_seconds": round(c, 2),
+                "runqueue_wait_seconds": round(w, 2),
+                "exit_code": rc,
+            }
+            for ingest, e, c, w, rc in zip(ingests, each, ingest_cpu, ingest_wait, rcs, strict=True)
+        ]
+        if replicas > 1:
+            idle = [s["client_id"] for s in split if s["received"] == 0]
+            if idle:
+                self.notes.append(f"{label}: replicas {idle} received nothing (uneven shares)")
         batches = m["placewatch_ingest_batch_size_count"]
         return {
             "pipeline": "placewatch",
             "rep": rep,
+            "replicas": replicas,
             "seconds": round(elapsed, 3),
             "msgs_per_s": round(self.n / elapsed, 1),
             "steady_msgs_per_s": _round(steady_rate(samples, self.n)),
@@ -736,6 +828,123 @@ class DrainBench:
             "warning_log_lines": len(noisy),
             "publish_seconds": round(publish_s, 2),
             "profiled": bool(profile_s),
+            "replica_split": split,
+            "ingest_runqueue_wait_seconds": round(sum(ingest_wait), 2),
+            "progress": _thin(samples),
+            "cpu_seconds": cpu,
+        }
+
+    # -- one naive run --------------------------------------------------------------------------
+
+    def naive_command(self, client_id: str, prefix: str, ready: Path) -> list[str]:
+        assert self.db_url is not None and self.broker is not None
+        cmd = [sys.executable, "-m", "bench.naive_consumer", "--host", self.broker.host]
+        cmd += ["--port", str(self.broker.port), "--client-id", client_id]
+        cmd += ["--topic", f"{prefix}/#", "--database-url", self.db_url, "--ready-file", str(ready)]
+        return cmd
+
+    def start_naive(self, cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+        self.children.append(proc)
+        return proc
+
+    def stop_naive(self, proc: subprocess.Popen[bytes]) -> int:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            return -9
+
+    def run_naive(self, rep: str) -> dict[str, Any]:
+        assert self.db_url is not None and self.broker is not None
+        k = self.naive_n
+        prefix, client_id = f"bench/n{rep}", f"bench-naive-{rep}"
+        label = f"naive #{rep}"
+        log_path = self.workdir / f"naive-{rep}.log"
+        ready = self.workdir / f"naive-{rep}.ready"
+        cmd = self.naive_command(client_id, prefix, ready)
+        # First start: creates its persistent session and subscription, then stops.
+        proc = self.start_naive(cmd, log_path)
+        limit = time.monotonic() + 30
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > limit:
+                self.stop_naive(proc)
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise BenchError(f"{label}: the naive consumer did not subscribe:\n{tail}")
+            time.sleep(0.05)
+        if self.stop_naive(proc) != 0:
+            self.problems.append(f"{label}: first start exited {proc.returncode}")
+        publish_s = self.publish(prefix, label, count=k)
+        with self.connect() as conn:
+            tables = [sql.Identifier(kind.value) for kind in KINDS]
+            conn.execute(
+                sql.SQL("TRUNCATE {}").format(
+                    sql.SQL(", ").join([*tables, sql.Identifier("dead_letters")])
+                )
+            )
+            conn.execute("VACUUM devices")
+            conn.execute("CHECKPOINT")
+        count_query = sql.SQL("SELECT {}").format(
+            sql.SQL(" + ").join(sql.SQL("(SELECT count(*) FROM {})").format(t) for t in tables)
+        )
+        progress = Progress(f"{label} drain", k)
+        samples: list[tuple[float, int]] = []
+        with self.connect() as watch:
+            meter = CpuMeter(self.dbname, self.broker_pid, {watch.info.backend_pid})
+            t0 = time.monotonic()
+            proc = self.start_naive(cmd, log_path)
+            deadline = t0 + self.args.timeout
+            while True:
+                row = watch.execute(count_query).fetchone()
+                done = int(row[0]) if row else 0
+                now = time.monotonic() - t0
+                samples.append((now, done))
+                progress.update(done)
+                meter.sample_postgres()
+                if done >= k:
+                    break
+                if proc.poll() is not None:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    raise BenchError(f"the naive consumer exited during {label}:\n{tail}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{label} not done after {self.args.timeout} s ({done} rows)")
+                time.sleep(0.1 if k - done > 2_000 else 0.02)
+            elapsed = time.monotonic() - t0
+            cpu = meter.finish(elapsed, **{"naive consumer": process_cpu_seconds(proc.pid)})
+            wait = runqueue_wait_seconds(proc.pid)
+        progress.update(k, force=True)
+        progress.close()
+        rc = self.stop_naive(proc)
+        with self.connect() as conn:
+            rows = stored_readings(conn, COUNCIL)
+            distinct = distinct_readings(conn, COUNCIL)
+            dead = dead_letters(conn, prefix)
+        self.end_session(client_id)
+        errors = [
+            line
+            for line in log_path.read_text(errors="replace").splitlines()
+            if line.startswith("error") or "Traceback" in line
+        ]
+        if rows != k or distinct != k or dead or rc != 0 or errors:
+            self.problems.append(
+                f"{label}: {rows} rows ({distinct} distinct) of {k}, {len(dead)} dead letters, "
+                f"exit code {rc}, {len(errors)} errors, e.g. {errors[:3]}"
+            )
+        return {
+            "pipeline": "naive",
+            "rep": rep,
+            "messages": k,
+            "seconds": round(elapsed, 3),
+            "msgs_per_s": round(k / elapsed, 1),
+            "steady_msgs_per_s": _round(steady_rate(samples, k)),
+            "rows": rows,
+            "errors": len(errors),
+            "runqueue_wait_seconds": round(wait, 2),
+            "publish_seconds": round(publish_s, 2),
             "progress": _thin(samples),
             "cpu_seconds": cpu,
         }
@@ -762,6 +971,7 @@ class DrainBench:
         RESULTS.mkdir(parents=True, exist_ok=True)
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         machine = machine_info(self.args.admin_url)
+        checkout = checkout_state()
         print(f"command: {command}")
         print(
             f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
@@ -777,22 +987,22 @@ class DrainBench:
             f"broker {setup['mosquitto_conf']}"
         )
         for rep in range(1, self.args.repeat + 1):
-            for pipeline in ("raw", "placewatch"):
-                run = (self.run_raw if pipeline == "raw" else self.run_placewatch)(str(rep))
-                self.runs.append(run)
-                print(
-                    f"#{rep} {pipeline:<10} {run['seconds']:8.2f} s"
-                    f"  {run['msgs_per_s']:9,.0f} msg/s"
-                    f"  (steady {run['steady_msgs_per_s'] or 0:,.0f} msg/s)  "
-                    "cpu-s: " + ", ".join(f"{k} {v}" for k, v in run["cpu_seconds"].items()),
-                    flush=True,
-                )
+            runs = [self.run_raw(str(rep))]
+            self.print_run(rep, runs[-1])
+            for replicas in self.replicas:
+                runs.append(self.run_placewatch(str(rep), replicas))
+                self.print_run(rep, runs[-1])
+            if self.naive_n:
+                runs.append(self.run_naive(str(rep)))
+                self.print_run(rep, runs[-1])
+            self.runs.extend(runs)
         if self.args.profile:
             run = self.run_placewatch("profile", profile_s=self.args.profile)
             self.runs.append(run)
             print(f"profiled placewatch drain (not in the figures): {run['msgs_per_s']:,.0f} msg/s")
 
         self.stop_broker()  # its log (dropped messages, failed autosaves) is part of the result
+        self.output.parent.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
         result = {
             "benchmark": "drain",
@@ -801,8 +1011,11 @@ class DrainBench:
             "command": command,
             "raw_command": self.raw_command,
             "messages": self.n,
+            "naive_messages": self.naive_n,
+            "replicas": self.replicas,
             "repeat": self.args.repeat,
             "machine": machine,
+            "checkout_at_start": checkout,
             "setup": setup,
             "ingest_settings": {
                 name: Settings.model_fields[name].default
@@ -818,29 +1031,116 @@ class DrainBench:
             "summary": summary,
             "profile": self.profile,
             "problems": self.problems,
+            "notes": self.notes,
         }
-        out = RESULTS / f"{self.stamp}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        self.output.write_text(json.dumps(result, indent=2) + "\n")
         self.print_summary(summary)
-        print(f"results: {out.relative_to(ROOT)}")
+        print(f"results: {_shown(self.output)}")
+        for note in self.notes:
+            print(f"NOTE: {note}")
         for problem in self.problems:
             print(f"PROBLEM: {problem}")
         return 1 if self.problems else 0
 
+    def print_run(self, rep: int, run: dict[str, Any]) -> None:
+        name = run["pipeline"]
+        if name == "placewatch" and run["replicas"] > 1:
+            name += f" x{run['replicas']}"
+        elif name == "naive":
+            name += f" ({run['messages']:,})"
+        line = (
+            f"#{rep} {name:<16} {run['seconds']:8.2f} s  {run['msgs_per_s']:9,.0f} msg/s"
+            f"  (steady {run['steady_msgs_per_s'] or 0:,.0f} msg/s)  "
+            "cpu-s: " + ", ".join(f"{k} {v}" for k, v in run["cpu_seconds"].items())
+        )
+        if "runqueue_wait_seconds" in run:
+            line += f"\n      the consumer waited for a CPU {run['runqueue_wait_seconds']} s"
+        elif name == "placewatch":
+            line += f"\n      ingest waited for a CPU {run['ingest_runqueue_wait_seconds']} s"
+        if name.startswith("placewatch x"):
+            line += "\n      per replica: " + "; ".join(
+                f"{s['client_id']} received {s['received']:,}, cpu-s {s['cpu_seconds']}, "
+                f"waited for a CPU {s['runqueue_wait_seconds']} s"
+                for s in run["replica_split"]
+            )
+        print(line, flush=True)
+
     def summary(self) -> dict[str, Any]:
-        raw = [r for r in self.runs if r["pipeline"] == "raw"]
-        pw = [r for r in self.runs if r["pipeline"] == "placewatch" and not r["profiled"]]
-        ratios = [p["msgs_per_s"] / r["msgs_per_s"] for r, p in zip(raw, pw, strict=True)]
-        return {
-            "raw_msgs_per_s": [r["msgs_per_s"] for r in raw],
-            "placewatch_msgs_per_s": [p["msgs_per_s"] for p in pw],
-            "raw_median_msgs_per_s": round(statistics.median(r["msgs_per_s"] for r in raw), 1),
-            "placewatch_median_msgs_per_s": round(
-                statistics.median(p["msgs_per_s"] for p in pw), 1
-            ),
-            "ratios": [round(x, 3) for x in ratios],
-            "median_ratio": round(statistics.median(ratios), 3),
+        """Medians and same-repetition ratios. The keys of earlier versions (raw_*, placewatch_*,
+        ratios, median_ratio) are about the placewatch runs with the first ``--replicas``."""
+
+        def med(xs: Sequence[float], digits: int = 1) -> float | None:
+            return round(statistics.median(xs), digits) if xs else None
+
+        raw = {r["rep"]: r for r in self.runs if r["pipeline"] == "raw"}
+        by_replicas = {
+            n: {
+                r["rep"]: r
+                for r in self.runs
+                if r["pipeline"] == "placewatch" and not r["profiled"] and r.get("replicas", 1) == n
+            }
+            for n in self.replicas
         }
+        pw = by_replicas[self.replicas[0]]
+        ratios = [pw[rep]["msgs_per_s"] / raw[rep]["msgs_per_s"] for rep in pw if rep in raw]
+        out: dict[str, Any] = {
+            "raw_msgs_per_s": [r["msgs_per_s"] for r in raw.values()],
+            "placewatch_msgs_per_s": [p["msgs_per_s"] for p in pw.values()],
+            "raw_median_msgs_per_s": med([r["msgs_per_s"] for r in raw.values()]),
+            "placewatch_median_msgs_per_s": med([p["msgs_per_s"] for p in pw.values()]),
+            "placewatch_replicas": self.replicas[0],
+            "ratios": [round(x, 3) for x in ratios],
+            "median_ratio": med(ratios, 3),
+        }
+
+        naive = {r["rep"]: r for r in self.runs if r["pipeline"] == "naive"}
+        if naive:
+            to_naive = [pw[rep]["msgs_per_s"] / naive[rep]["msgs_per_s"] for rep in naive]
+            naive_to_raw = [naive[rep]["msgs_per_s"] / raw[rep]["msgs_per_s"] for rep in naive]
+            out["naive"] = {
+                "messages": self.naive_n,
+                "msgs_per_s": [r["msgs_per_s"] for r in naive.values()],
+                "median_msgs_per_s": med([r["msgs_per_s"] for r in naive.values()]),
+                "ratios_placewatch_to_naive": [round(x, 2) for x in to_naive],
+                "median_ratio_placewatch_to_naive": med(to_naive, 2),
+                "ratios_to_raw": [round(x, 4) for x in naive_to_raw],
+                "median_ratio_to_raw": med(naive_to_raw, 4),
+                "runqueue_wait_seconds": [r["runqueue_wait_seconds"] for r in naive.values()],
+            }
+        else:
+            out["naive"] = None
+
+        one = by_replicas.get(1, {})
+        out["replicas"] = {}
+        for n, runs in by_replicas.items():
+            reps = list(runs)
+            to_raw = [runs[rep]["msgs_per_s"] / raw[rep]["msgs_per_s"] for rep in reps]
+            to_one = [runs[rep]["msgs_per_s"] / one[rep]["msgs_per_s"] for rep in reps if one]
+            cpu_keys = list(runs[reps[0]]["cpu_seconds"]) if reps else []
+            out["replicas"][str(n)] = {
+                "replicas": n,
+                "msgs_per_s": [runs[rep]["msgs_per_s"] for rep in reps],
+                "median_msgs_per_s": med([runs[rep]["msgs_per_s"] for rep in reps]),
+                "steady_msgs_per_s": [runs[rep]["steady_msgs_per_s"] for rep in reps],
+                "ratios_to_raw": [round(x, 3) for x in to_raw],
+                "median_ratio_to_raw": med(to_raw, 3),
+                "ratios_to_1_replica": [round(x, 3) for x in to_one] if one else None,
+                "median_ratio_to_1_replica": med(to_one, 3) if one else None,
+                "cpu_seconds_median": {
+                    k: med([runs[rep]["cpu_seconds"][k] for rep in reps], 2) for k in cpu_keys
+                },
+                "replica_cpu_seconds_median": [
+                    med([runs[rep]["replica_split"][i]["cpu_seconds"] for rep in reps], 2)
+                    for i in range(n)
+                ],
+                "replica_received": [
+                    [s["received"] for s in runs[rep]["replica_split"]] for rep in reps
+                ],
+                "ingest_runqueue_wait_seconds": [
+                    runs[rep].get("ingest_runqueue_wait_seconds") for rep in reps
+                ],
+            }
+        return out
 
     def print_summary(self, s: dict[str, Any]) -> None:
         print()
@@ -850,9 +1150,38 @@ class DrainBench:
         )
         print(
             f"placewatch  median {s['placewatch_median_msgs_per_s']:>9,.0f} msg/s"
-            f"  runs {s['placewatch_msgs_per_s']}"
+            f"  runs {s['placewatch_msgs_per_s']}  ({s['placewatch_replicas']} replica(s))"
         )
         print(f"ratio placewatch/raw: median {s['median_ratio']:.3f}  per pair {s['ratios']}")
+        if s["naive"]:
+            nv = s["naive"]
+            print(
+                f"naive       median {nv['median_msgs_per_s']:>9,.0f} msg/s"
+                f"  runs {nv['msgs_per_s']}  (first {nv['messages']:,} messages)"
+            )
+            print(
+                f"ratio placewatch/naive: median {nv['median_ratio_placewatch_to_naive']:.1f}"
+                f"  per pair {nv['ratios_placewatch_to_naive']}"
+            )
+        for n, r in s["replicas"].items() if s["replicas"].keys() != {"1"} else ():
+            line = (
+                f"{n} replica(s): median {r['median_msgs_per_s']:>9,.0f} msg/s  runs "
+                f"{r['msgs_per_s']}; /raw median {r['median_ratio_to_raw']:.3f}"
+                f" {r['ratios_to_raw']}"
+            )
+            if r["ratios_to_1_replica"] is not None and n != "1":
+                line += (
+                    f"; /1 replica median {r['median_ratio_to_1_replica']:.2f}"
+                    f" {r['ratios_to_1_replica']}"
+                )
+            print(line)
+            print(
+                "    cpu-s (medians): "
+                + ", ".join(f"{k} {v}" for k, v in r["cpu_seconds_median"].items())
+                + f"; per replica {r['replica_cpu_seconds_median']}"
+            )
+            if n != "1":
+                print(f"    messages received per replica: {r['replica_received']}")
         if self.profile:
             view = "GIL holder only" if self.profile["gil_only"] else "all active threads"
             print(f"\npy-spy ({view}): {self.profile['samples']} samples; top self frames:")
@@ -879,14 +1208,49 @@ def _round(x: float | None, digits: int = 2) -> float | None:
     return None if x is None else round(x, digits)
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _replica_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or min(values) < 1 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"need distinct counts ≥ 1, e.g. 1 or 1,2: {text!r}")
+    return values
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.drain",
-        description="Drain a broker backlog with placewatch ingest and with the raw limit "
-        "(mosquitto_sub | psql \\copy), interleaved, and compare.",
+        description="Drain a broker backlog with placewatch ingest (1 or more replicas), the raw "
+        "limit (mosquitto_sub | psql \\copy) and a naive consumer (paho + one INSERT per "
+        "message), interleaved, and compare.",
     )
     p.add_argument("--messages", type=int, default=200_000, help="backlog size (default 200000)")
-    p.add_argument("--repeat", type=int, default=3, help="raw/placewatch pairs (default 3)")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="repetitions of every pipeline (default 3)"
+    )
+    p.add_argument(
+        "--replicas",
+        type=_replica_list,
+        default=[1],
+        metavar="N[,N...]",
+        help="ingest processes on one shared subscription; a list (1,2) runs each in every "
+        "repetition (default 1)",
+    )
+    p.add_argument(
+        "--naive-messages",
+        type=int,
+        default=20_000,
+        metavar="K",
+        help="the naive consumer drains the first K messages of the backlog (default 20000)",
+    )
+    p.add_argument("--no-naive", action="store_true", help="skip the naive consumer")
     p.add_argument("--per-kind", type=int, default=500, help="devices per kind (default 500)")
     p.add_argument(
         "--interval", type=float, default=600, help="seconds between a device's readings (600)"
@@ -920,9 +1284,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="broker config (default: broker/mosquitto.conf or PLACEWATCH_TEST_MOSQUITTO_CONF)",
     )
     p.add_argument("--keep-workdir", action="store_true", help="keep logs and broker data")
+    p.add_argument(
+        "--output", default=None, help="result file (default bench/results/drain-<time>.json)"
+    )
     args = p.parse_args(argv)
-    if args.messages < 1 or args.repeat < 1:
-        p.error("--messages and --repeat must be at least 1")
+    if args.messages < 1 or args.repeat < 1 or args.naive_messages < 1:
+        p.error("--messages, --repeat and --naive-messages must be at least 1")
     return args
 
 
