@@ -397,8 +397,12 @@ def memory_note(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: Path, output: Path) -> dict[str, Path | None]:
+def plot(
+    results: Path, output: Path, chosen: dict[str, Path] | None = None
+) -> dict[str, Path | None]:
+    """``chosen``: a result file per benchmark name instead of the latest one."""
     used = {name: latest(results, patterns) for name, patterns in PATTERNS.items()}
+    used.update(chosen or {})
     fig = plt.figure(figsize=(14, 9), layout="constrained")
     grid = fig.add_gridspec(2, 2)
     draw_drain(fig.add_subplot(grid[0, 0]), load(used["drain"]))
@@ -418,12 +422,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--results", default=str(RESULTS), help="results directory (bench/results)")
     p.add_argument("--output", default=str(OUTPUT), help="PNG to write (docs/benchmarks.png)")
+    for name in PATTERNS:
+        p.add_argument(f"--{name}", metavar="FILE", help=f"this {name} result, not the latest")
     args = p.parse_args(argv)
     results = Path(args.results)
     if not results.is_dir():
         p.error(f"{results} is not a directory")
     output = Path(args.output)
-    used = plot(results, output)
+    chosen = {name: Path(getattr(args, name)) for name in PATTERNS if getattr(args, name)}
+    used = plot(results, output, chosen)
     for name, path in used.items():
         print(f"{name:<8} {path if path else '(no results)'}")
     print(f"wrote {output}")
