@@ -84,6 +84,7 @@ from bench.drain import (
     machine_info,
     metric_sums,
     process_cpu_seconds,
+    runqueue_wait_seconds,
 )
 from bench.webhook_receiver import HangingReceiver, Received, TimingReceiver
 from notify.signing import new_secret
@@ -323,17 +324,6 @@ def bucket_quantile(buckets: dict[str, float], q: float) -> str | None:
 
 def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
-
-
-def runqueue_wait_seconds(pid: int) -> float:
-    """Time the process's threads spent runnable but waiting for a CPU (``/proc/<pid>/task/*/
-    schedstat``, second field), in seconds; 0 where the kernel does not say."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
-    return total / 1e9
 
 
 class Backends:

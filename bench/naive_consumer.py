@@ -28,32 +28,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-# Columns of each reading table, as in storage/migrations/0001_schema.sql. Payload fields have
-# the column names; a field the payload lacks is stored as NULL.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "bin_fill": ("fill_pct", "distance_mm", "temperature_c", "tilt", "fire", "battery_pct"),
-    "air_quality": (
-        "no2_ugm3",
-        "pm25_ugm3",
-        "pm10_ugm3",
-        "o3_ugm3",
-        "so2_ugm3",
-        "co2_ppm",
-        "temperature_c",
-        "humidity_pct",
-        "battery_pct",
-    ),
-    "flood_level": ("level_m", "battery_pct"),
-    "home_activity": (
-        "resident_id",
-        "sensor",
-        "motion_count",
-        "door_open",
-        "power_w",
-        "occupied",
-        "battery_pct",
-    ),
-}
+from placewatch.kinds import MEASUREMENT_COLUMNS
+
+# Columns of each reading table (the tables' own list, so the two cannot drift). Payload fields
+# have the column names; a field the payload lacks is stored as NULL.
+COLUMNS: dict[str, tuple[str, ...]] = {k.value: cols for k, cols in MEASUREMENT_COLUMNS.items()}
 
 INSERTS = {
     table: (

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -137,9 +137,12 @@ def test_the_fall_raises_inactivity_once_quiet_beyond_the_usual(pilot: Pilot) ->
     assert after, found
     alert = after[0]
     # At the first tick after a report past the resident's own limit (the motion sensor reports
-    # every 15 minutes), the same day.
+    # every 15 minutes), the same day, counted from the last activity: the fall, or a little
+    # before it when the resident was sitting still (the simulated day varies with the date).
     limit = timedelta(seconds=alert["observed"]["limit_s"])
-    assert fall + limit < alert["opened_at"] <= fall + limit + timedelta(minutes=25)
+    last = datetime.fromtimestamp(alert["observed"]["last_activity"], UTC)
+    assert fall - timedelta(hours=1) < last <= fall
+    assert last + limit < alert["opened_at"] <= last + limit + timedelta(minutes=25)
     assert alert["opened_at"] < pilot.local(20, "00:00")
     assert alert["state"] == "open"  # nobody moves again
     assert alert["severity"] == "critical"
