@@ -88,6 +88,7 @@ from bench.drain import (
 )
 from bench.webhook_receiver import HangingReceiver, Received, TimingReceiver
 from notify.signing import new_secret
+from notify.targets import TargetPolicy
 from placewatch.kinds import KINDS, Kind
 from placewatch.settings import Settings
 from simulators.basic import ReadingGenerator, fleet
@@ -529,7 +530,8 @@ class AlertLatencyBench:
         os.environ[SECRET_ENV] = secret
         try:
             with self.d.connect() as conn:
-                applied = apply_teams(conn, spec)
+                # The receivers are on http://127.0.0.1: opted in here and in notify's env.
+                applied = apply_teams(conn, spec, TargetPolicy.local())
                 endpoints = conn.execute(
                     "SELECT endpoint_id, url, max_concurrency FROM webhook_endpoints"
                     " ORDER BY endpoint_id"
@@ -595,6 +597,8 @@ class AlertLatencyBench:
                 extra_env={
                     "PLACEWATCH_LINK_SECRET": secrets.token_urlsafe(32),
                     "PLACEWATCH_NOTIFY_TIMEOUT_S": f"{self.args.notify_timeout:g}",
+                    "PLACEWATCH_NOTIFY_ALLOW_HTTP": "true",
+                    "PLACEWATCH_NOTIFY_ALLOWED_NETWORKS": "127.0.0.0/8",
                 },
             )
             self.d.ingests.append(self.notify)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -67,6 +68,21 @@ class MqttOptions:
     keepalive_s: int = 30
     username: str | None = None
     password: str | None = None
+    # TLS (``client_ssl_context``); None for plain TCP. The broker's certificate must name
+    # ``host`` (checked against ``server_hostname``).
+    tls: ssl.SSLContext | None = None
+
+
+def client_ssl_context(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> ssl.SSLContext:
+    """A verifying client context: the system's CAs, or only ``ca_file`` if given (a private
+    CA); with ``cert_file`` (and ``key_file``) a client certificate for mutual TLS."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
 
 
 class _Connection(asyncio.Protocol):
@@ -355,6 +371,18 @@ class MqttConsumer:
                 failing = False
             except _RefusedError as exc:
                 log.error("broker refused connection: %s", exc)
+            except ssl.SSLError as exc:  # before OSError, its base: a setup fault, not a blip
+                if not failing:
+                    log.error(
+                        "TLS with the broker at %s:%s failed (%s): check the broker's certificate"
+                        " and PLACEWATCH_MQTT_TLS_CA_FILE; retrying",
+                        self._opt.host,
+                        self._opt.port,
+                        f"certificate verify failed: {exc.verify_message}"
+                        if isinstance(exc, ssl.SSLCertVerificationError)
+                        else exc.reason or exc,
+                    )
+                failing = True
             except (OSError, TimeoutError, ConnectionError, wire.ProtocolError) as exc:
                 if not failing:
                     log.warning(
@@ -377,7 +405,13 @@ class MqttConsumer:
         """Connect, subscribe, and keep the connection alive until it closes."""
         o = self._opt
         _, conn = await asyncio.wait_for(
-            self._loop.create_connection(lambda: _Connection(self), o.host, o.port),
+            self._loop.create_connection(
+                lambda: _Connection(self),
+                o.host,
+                o.port,
+                ssl=o.tls,
+                server_hostname=o.host if o.tls is not None else None,
+            ),
             CONNECT_TIMEOUT_S,
         )
         self._conn = conn

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest import metrics
 from ingest.decode import Accepted, DecodeOptions, Rejected, decode_all
 from ingest.heartbeat import HEARTBEAT_S, beat
-from ingest.mqtt import Message, MqttConsumer, MqttOptions
+from ingest.mqtt import Message, MqttConsumer, MqttOptions, client_ssl_context
 from ingest.registry import DeviceRegistry
 from ingest.store import BatchStore, Stored, is_transient
 from ingest.writer import prepare_connection
@@ -111,6 +111,11 @@ class IngestService:
                 keepalive_s=s.mqtt_keepalive_s,
                 username=s.mqtt_username,
                 password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+                tls=client_ssl_context(
+                    s.mqtt_tls_ca_file, s.mqtt_tls_cert_file, s.mqtt_tls_key_file
+                )
+                if s.mqtt_tls
+                else None,
             ),
             loop,
         )

@@ -28,7 +28,7 @@ from notify import metrics
 from notify.fanout import DELIVERIES_CHANNEL, fan_out
 from notify.links import LinkSecretMissing
 from notify.policy import RetryPolicy
-from notify.sender import client_for, send
+from notify.sender import REFUSED, client_for, send
 from notify.store import (
     Attempt,
     Delivery,
@@ -41,6 +41,7 @@ from notify.store import (
     record,
     withdraw_unrouted,
 )
+from notify.targets import TargetPolicy
 from placewatch.health import HealthServer
 from placewatch.settings import Settings
 from placewatch.supervise import SupervisedService, counting
@@ -66,6 +67,8 @@ def _outcome(attempt: Attempt) -> str:
         return "success"
     if attempt.status is not None:
         return "http_error"
+    if attempt.error and attempt.error.startswith(REFUSED):
+        return "refused"
     return "timeout" if attempt.error and attempt.error.startswith("timed out") else "error"
 
 
@@ -84,6 +87,7 @@ class Dispatcher(SupervisedService):
         )
         self.settings = settings
         self.policy = policy_of(settings)
+        self.targets = TargetPolicy.from_settings(settings)
         self.worker = f"notify:{socket.gethostname()}:{os.getpid()}"
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._clients: dict[str, tuple[tuple[str, int], httpx.AsyncClient]] = {}
@@ -204,7 +208,7 @@ class Dispatcher(SupervisedService):
         if held is None or held[0] != key:
             if held is not None:
                 self._retired.append(held[1])  # closed at stop; attempts may still use it
-            held = (key, client_for(endpoint, self.settings.notify_timeout_s))
+            held = (key, client_for(endpoint, self.settings.notify_timeout_s, self.targets))
             self._clients[endpoint.endpoint_id] = held
         return held[1]
 
@@ -230,7 +234,11 @@ class Dispatcher(SupervisedService):
 
         try:
             attempt = await send(
-                self._client(endpoint), endpoint, delivery, self.settings.notify_timeout_s
+                self._client(endpoint),
+                endpoint,
+                delivery,
+                self.settings.notify_timeout_s,
+                self.targets,
             )
             if attempt.ok:
                 # The slot is for a request in flight; recording a success needs none (the
@@ -254,6 +262,14 @@ class Dispatcher(SupervisedService):
                 metrics.DELIVERED.labels(ep).inc()
                 lag = datetime.now(UTC) - delivery.event_committed_at
                 metrics.COMMIT_TO_DELIVERY.observe(lag.total_seconds())
+            elif state == "pending" and attempt.error and attempt.error.startswith(REFUSED):
+                log.warning(
+                    "delivery %s to %s: attempt %d %s (no request sent); will retry",
+                    delivery.webhook_id,
+                    ep,
+                    delivery.attempts,
+                    attempt.error,
+                )
             elif state == "pending":
                 log.info(
                     "delivery %s to %s: attempt %d failed (%s); will retry",

@@ -8,7 +8,7 @@ UNROUTED = Counter(
 )
 ATTEMPTS = Counter(
     "placewatch_notify_attempts",
-    "Delivery attempts by endpoint and outcome (success, http_error, timeout, error)",
+    "Delivery attempts by endpoint and outcome (success, http_error, timeout, refused, error)",
     ["endpoint", "outcome"],
 )
 DELIVERED = Counter("placewatch_notify_delivered", "Deliveries made", ["endpoint"])

@@ -2,7 +2,10 @@
 
 Each endpoint has its own ``httpx.AsyncClient`` whose connection pool is the endpoint's
 concurrency, so a receiver that hangs uses up its own connections and nobody else's. Redirects
-are not followed: a receiver that moved is configured again, not chased.
+are not followed: a receiver that moved is configured again, not chased (and a redirect cannot
+send a delivery somewhere the target policy refuses). Connections go only to addresses the
+target policy allows (``notify/targets.py``); a refused target is a failed attempt whose error
+starts with ``refused:``, and no request is sent.
 """
 
 from __future__ import annotations
@@ -16,23 +19,32 @@ import httpx
 from notify.policy import retry_after
 from notify.signing import signature_headers
 from notify.store import Attempt, Delivery, Endpoint
+from notify.targets import TargetPolicy, TargetRefused, guarded_transport
 
 USER_AGENT = "placewatch-webhooks/1"
 _BODY_READ_MAX = 4096
 
 
-def client_for(endpoint: Endpoint, timeout_s: float) -> httpx.AsyncClient:
+REFUSED = "refused: "
+
+
+def client_for(endpoint: Endpoint, timeout_s: float, policy: TargetPolicy) -> httpx.AsyncClient:
     n = endpoint.max_concurrency
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout_s),
-        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+        transport=guarded_transport(policy, limits),
         follow_redirects=False,
         headers={"user-agent": USER_AGENT, "content-type": "application/json"},
     )
 
 
 async def send(
-    client: httpx.AsyncClient, endpoint: Endpoint, delivery: Delivery, timeout_s: float
+    client: httpx.AsyncClient,
+    endpoint: Endpoint,
+    delivery: Delivery,
+    timeout_s: float,
+    policy: TargetPolicy,
 ) -> Attempt:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -41,6 +53,10 @@ async def send(
         return Attempt(started, time.perf_counter() - t0, None, error)
 
     try:
+        # The scheme (and a host written as an address) first; the addresses a name resolves
+        # to (localhost too) are checked when connecting (TargetRefused below).
+        if refusal := policy.url_refusal(endpoint.url, localhost=False):
+            return failed(REFUSED + refusal)
         # The timestamp is the attempt's (receivers reject stale ones); the id is the
         # delivery's. httpx's timeout bounds each phase; wait_for bounds the whole attempt (a
         # receiver that trickles bytes must not hold the lease for ever).
@@ -50,6 +66,8 @@ async def send(
         status, text, after = await asyncio.wait_for(
             _post(client, endpoint.url, delivery.body, headers), timeout_s
         )
+    except TargetRefused as exc:
+        return failed(f"{REFUSED}{exc}")
     except (TimeoutError, httpx.TimeoutException):
         return failed(f"timed out after {timeout_s:g}s")
     except httpx.HTTPError as exc:

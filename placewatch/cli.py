@@ -114,6 +114,12 @@ def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
     return run_dashboards_command(args)
 
 
+def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    from placewatch.brokeracl import run_broker_command
+
+    return run_broker_command(args, settings)
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import run
 
@@ -168,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dashboards.commands import add_dashboards_parser
 
     add_dashboards_parser(sub)
+
+    from placewatch.brokeracl import add_broker_parser
+
+    add_broker_parser(sub)
     sub.add_parser("api", help="serve the alerts API and acknowledge pages (OpenAPI at /docs)")
     return parser
 
@@ -189,6 +199,7 @@ _COMMANDS = {
     "models": _models,
     "care": _care,
     "dashboards": _dashboards,
+    "broker": _broker,
     "api": _api,
 }
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_client_id() -> str:
@@ -26,6 +28,13 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_keepalive_s: int = 30
+    # TLS to the broker (broker/README.md): verify its certificate against the system's CAs, or
+    # only against mqtt_tls_ca_file (a private CA) if set; the certificate must name mqtt_host.
+    # A client certificate and key for brokers that require one (require_certificate true).
+    mqtt_tls: bool = False
+    mqtt_tls_ca_file: str | None = None
+    mqtt_tls_cert_file: str | None = None
+    mqtt_tls_key_file: str | None = None
     topic_prefix: str = "placewatch"
 
     ingest_client_id: str = Field(default_factory=_default_client_id)
@@ -102,6 +111,13 @@ class Settings(BaseSettings):
     notify_breaker_open_s: float = Field(default=60.0, gt=0)
     notify_http_host: str = "127.0.0.1"
     notify_http_port: int = 9110
+    # Webhook targets (docs/delivery.md, "Webhook targets"): https only, and only hosts whose
+    # every address is public, unless plain http is allowed here and/or the addresses are in
+    # one of these networks (comma-separated, or a JSON list: "10.20.0.0/16,fd00:1::/64").
+    notify_allow_http: bool = False
+    notify_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
 
     # Acknowledge links in alert events: signed with this secret, valid this long, pointing at
     # the API's public address. Required by notify and the API.
@@ -118,3 +134,13 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
+
+    @field_validator("notify_allowed_networks", mode="before")
+    @classmethod
+    def _networks_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value

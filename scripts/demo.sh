@@ -13,6 +13,10 @@ source scripts/setup-venv.sh
 # Demo-only secrets, made up for this run unless given: link signing and the teams' webhooks.
 export PLACEWATCH_LINK_SECRET="${PLACEWATCH_LINK_SECRET:-$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')}"
 export PLACEWATCH_DEMO_WEBHOOK_SECRET="${PLACEWATCH_DEMO_WEBHOOK_SECRET:-$(.venv/bin/python -c 'from notify.signing import new_secret; print(new_secret())')}"
+# The demo receiver listens on http://127.0.0.1:8900 (examples/teams.yaml): plain http to
+# loopback is refused by default, so the demo opts in, for `teams apply` and notify alike.
+export PLACEWATCH_NOTIFY_ALLOW_HTTP="${PLACEWATCH_NOTIFY_ALLOW_HTTP:-true}"
+export PLACEWATCH_NOTIFY_ALLOWED_NETWORKS="${PLACEWATCH_NOTIFY_ALLOWED_NETWORKS:-127.0.0.0/8}"
 RECEIVED="$(mktemp -d)/received.jsonl"
 
 .venv/bin/placewatch migrate

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from notify.targets import TargetPolicy
 from placewatch.settings import Settings
 from placewatch.yamlconfig import ConfigLoadError
 from storage.database import connect
@@ -53,7 +54,7 @@ def run_teams_command(args: argparse.Namespace, settings: Settings) -> int:
         if args.teams_command == "apply":
             try:
                 spec = load_teams_file(args.file)
-                result = apply_teams(conn, spec)
+                result = apply_teams(conn, spec, TargetPolicy.from_settings(settings))
             except ConfigLoadError as exc:
                 print(exc, file=sys.stderr)
                 return 1

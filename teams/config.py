@@ -32,6 +32,7 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from notify.signing import new_secret, secret_key
+from notify.targets import TargetPolicy
 from placewatch.kinds import KINDS
 from placewatch.yamlconfig import ConfigLoadError, ConfigProblem, load_yaml, locate
 
@@ -163,8 +164,31 @@ class ApplyResult:
     new_secrets: dict[str, str] = field(default_factory=dict)
 
 
-def apply_teams(conn: psycopg.Connection[tuple[object, ...]], spec: TeamsFile) -> ApplyResult:
-    """Write the file's teams, routes, endpoints and groups in one transaction."""
+def target_refusals(spec: TeamsFile, targets: TargetPolicy) -> list[str]:
+    """Endpoints whose URL the target policy refuses, without resolving DNS (a name resolves
+    where the dispatcher runs, which checks every address before connecting)."""
+    return [
+        f"team {team.id}, webhook {hook.id}: {hook.url} is refused: {refusal}"
+        for team in spec.teams
+        for hook in team.webhooks
+        if (refusal := targets.url_refusal(hook.url))
+    ]
+
+
+def apply_teams(
+    conn: psycopg.Connection[tuple[object, ...]],
+    spec: TeamsFile,
+    targets: TargetPolicy | None = None,
+) -> ApplyResult:
+    """Write the file's teams, routes, endpoints and groups in one transaction.
+
+    Nothing is written if an endpoint's URL fails ``targets`` (by default the strict policy:
+    https, public addresses; ``placewatch teams apply`` passes the one from the settings)."""
+    if refused := target_refusals(spec, targets or TargetPolicy()):
+        raise ValueError(
+            "webhook targets refused (see docs/delivery.md, Webhook targets):\n  "
+            + "\n  ".join(refused)
+        )
     result = ApplyResult()
     secrets = {w.id: _secret_from(w) for t in spec.teams for w in t.webhooks}
     with conn.transaction(), conn.cursor() as cur:

@@ -79,7 +79,13 @@ def week(flavour: Flavour, broker: Broker) -> Iterator[Week]:
             client_id=f"{command[0]}-{uuid.uuid4().hex[:8]}",
             logdir=logdir,
             command=command,
-            extra_env={"PLACEWATCH_LINK_SECRET": LINK_SECRET, **env},
+            extra_env={
+                "PLACEWATCH_LINK_SECRET": LINK_SECRET,
+                # The receiver is on http://127.0.0.1: `teams apply` and notify opt in.
+                "PLACEWATCH_NOTIFY_ALLOW_HTTP": "true",
+                "PLACEWATCH_NOTIFY_ALLOWED_NETWORKS": "127.0.0.0/8",
+                **env,
+            },
         )
         return p
 

@@ -132,6 +132,11 @@ def _setup_command() -> str:
     return command
 
 
+def _setup_target_settings() -> dict[str, str]:
+    environment = load_yaml(COMPOSE_FILE)["services"]["setup"]["environment"]
+    return {k: str(v) for k, v in environment.items() if k.startswith("PLACEWATCH_NOTIFY_")}
+
+
 def test_setup_command_registers_the_borough_and_its_teams() -> None:
     url = create_database("pwtest_deploy_setup")
     try:
@@ -142,6 +147,8 @@ def test_setup_command_registers_the_borough_and_its_teams() -> None:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "PLACEWATCH_DATABASE_URL": url,
             "BOROUGH_WEBHOOK_SECRET": secret,
+            # The setup service's opt-in to the demo receiver's plain http, as compose gives it.
+            **_setup_target_settings(),
         }
         for _ in range(2):  # `docker compose up` runs it on every start
             done = subprocess.run(

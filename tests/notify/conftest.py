@@ -19,6 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from notify.signing import new_secret
+from notify.targets import TargetPolicy
 from rules.alerts import acknowledge_alert
 from teams.config import apply_teams, load_teams_file
 from tests.support.alerts import open_test_alert
@@ -26,6 +27,9 @@ from tests.support.ingest import IngestProcess
 from tests.support.receivers import HangingReceiver, ReferenceReceiver
 
 LINK_SECRET = "test-link-secret-" + uuid.uuid4().hex
+# The receivers listen on http://127.0.0.1: the dispatchers opt in to plain http on loopback
+# (secure defaults refuse both; tests/notify/test_targets.py runs them with the defaults).
+LOCAL_TARGETS = {"notify_allow_http": "true", "notify_allowed_networks": "127.0.0.0/8,::1/128"}
 
 
 @dataclass
@@ -58,14 +62,14 @@ class DeliveryRig:
         self.hanging.append(h)
         return h
 
-    def teams(self, text: str) -> None:
+    def teams(self, text: str, targets: TargetPolicy | None = None) -> None:
         path = self.tmp / f"teams-{uuid.uuid4().hex[:6]}.yaml"
         body = textwrap.dedent(text).replace("COUNCIL", self.council)
         path.write_text(body)
         # Endpoints name the secret's variable (secret_env: RIG_SECRET), as deployments do.
         os.environ["RIG_SECRET"] = self.secret
         with psycopg.connect(self.database_url) as conn:
-            apply_teams(conn, load_teams_file(path))
+            apply_teams(conn, load_teams_file(path), targets or TargetPolicy.local())
 
     def dispatcher(self, name: str = "n0", start: bool = True, **env: str) -> IngestProcess:
         settings = {
@@ -75,6 +79,7 @@ class DeliveryRig:
             "notify_timeout_s": "2",
             "notify_backoff_base_s": "0.2",
             "notify_backoff_max_s": "1",
+            **LOCAL_TARGETS,
             **env,
         }
         proc = IngestProcess(

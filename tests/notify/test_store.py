@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from notify.fanout import fan_out
 from notify.sender import client_for, send
 from notify.store import WITHDRAWN, Delivery, Endpoint, claim, redeliver, withdraw_unrouted
+from notify.targets import TargetPolicy
 from placewatch.settings import Settings
 from tests.notify.conftest import LINK_SECRET, DeliveryRig, one_team
 
@@ -104,8 +105,8 @@ def test_an_attempt_that_cannot_be_made_is_a_failed_attempt(
     delivery = Delivery(1, "msg_1", "e", 1, "opened", "{}", 1, now, now)
 
     async def go() -> Any:
-        async with client_for(endpoint, 2.0) as client:
-            return await send(client, endpoint, delivery, 2.0)
+        async with client_for(endpoint, 2.0, TargetPolicy.local()) as client:
+            return await send(client, endpoint, delivery, 2.0, TargetPolicy.local())
 
     attempt = asyncio.run(go())
     assert attempt.status is None and not attempt.ok

@@ -1,7 +1,9 @@
 """A private Mosquitto for the tests, started from the project's own ``broker/mosquitto.conf``.
 
 Only the listener port and the persistence directory are rewritten, so the tests run against
-exactly the tuned settings that ship (queue limits, inflight, persistence).
+exactly the tuned settings that ship (queue limits, inflight, persistence). The security tests
+start one from another shipped config (``config``, e.g. broker/compose/mosquitto.conf) with
+more lines rewritten (``rewrites``: the password and ACL files, a TLS listener).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +39,22 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
-def render_config(port: int, data_dir: Path) -> str:
-    text = CONFIG.read_text()
+def render_config(
+    port: int,
+    data_dir: Path,
+    config: Path = CONFIG,
+    rewrites: dict[str, str] | None = None,
+) -> str:
+    """``config`` with the listener and persistence lines (and any ``rewrites``, whole lines
+    old → new, where new may span lines) replaced."""
+    text = config.read_text()
     for line, new in (
         ("listener 1883", f"listener {port} 127.0.0.1"),
         ("persistence_location /mosquitto/data/", f"persistence_location {data_dir}/"),
+        *(rewrites or {}).items(),
     ):
         if line not in text.splitlines():
-            raise AssertionError(f"{CONFIG} no longer has the line {line!r} the tests rewrite")
+            raise AssertionError(f"{config} no longer has the line {line!r} the tests rewrite")
         text = text.replace(line, new)
     return text
 
@@ -55,6 +65,11 @@ class Broker:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    config: Path = CONFIG
+    rewrites: dict[str, str] = field(default_factory=dict)
+    # Files the broker reads (password file, ACL, certificates): handed to the mosquitto user
+    # when the tests run as root, since the broker drops to it before reading them.
+    files: tuple[Path, ...] = ()
 
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -64,10 +79,10 @@ class Broker:
             # Started as root, mosquitto drops to its own user, which must be able to save.
             with contextlib.suppress(KeyError):
                 user = pwd.getpwnam("mosquitto")
-                for path in (self.workdir, data):
+                for path in (self.workdir, data, *self.files):
                     os.chown(path, user.pw_uid, user.pw_gid)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(render_config(self.port, data))
+        conf.write_text(render_config(self.port, data, self.config, self.rewrites))
         log = (self.workdir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
         wait_port(self.host, self.port)
