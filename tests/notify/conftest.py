@@ -144,8 +144,11 @@ class DeliveryRig:
         return self.query("SELECT * FROM webhook_deliveries ORDER BY delivery_id")
 
 
-def one_team(rig: DeliveryRig, *receivers: ReferenceReceiver | str) -> None:
-    """One operations team for bin alerts with an endpoint per receiver (hook0, hook1, ...)."""
+def one_team(
+    rig: DeliveryRig, *receivers: ReferenceReceiver | str, targets: TargetPolicy | None = None
+) -> None:
+    """One operations team for bin alerts with an endpoint per receiver (hook0, hook1, ...);
+    ``targets``: the policy `teams apply` checks the URLs with (default: local receivers)."""
     urls = [r if isinstance(r, str) else r.url for r in receivers]
     hooks = "\n".join(
         f'              - {{id: hook{i}, url: "{u}", secret_env: RIG_SECRET}}'
@@ -160,7 +163,8 @@ def one_team(rig: DeliveryRig, *receivers: ReferenceReceiver | str) -> None:
             routes: [{{kinds: [bin_fill]}}]
             webhooks:
 {hooks}
-        """
+        """,
+        targets,
     )
 
 

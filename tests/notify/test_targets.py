@@ -20,7 +20,7 @@ from notify.targets import TargetPolicy, address_problem, literal_address
 from placewatch.settings import Settings
 from teams.commands import run_teams_command
 from teams.config import apply_teams, load_teams_file
-from tests.notify.conftest import LOCAL_TARGETS, DeliveryRig, wait_until
+from tests.notify.conftest import LOCAL_TARGETS, DeliveryRig, one_team, wait_until
 
 ANYWHERE = TargetPolicy(
     True, (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
@@ -226,25 +226,6 @@ def listener() -> Iterator[Listener]:
     server.close()
 
 
-def _team(rig: DeliveryRig, urls: list[str], targets: TargetPolicy) -> None:
-    hooks = "\n".join(
-        f'              - {{id: hook{i}, url: "{u}", secret_env: RIG_SECRET}}'
-        for i, u in enumerate(urls)
-    )
-    rig.teams(
-        f"""
-        council: COUNCIL
-        teams:
-          - id: ops
-            name: Operations
-            routes: [{{kinds: [bin_fill]}}]
-            webhooks:
-{hooks}
-        """,
-        targets,
-    )
-
-
 def _refusals(rig: DeliveryRig) -> dict[str, list[str]]:
     rows = rig.query(
         "SELECT d.endpoint_id, a.error, a.status FROM webhook_attempts a"
@@ -275,7 +256,8 @@ def test_dispatcher_refuses_private_targets_and_sends_nothing(
         **({v6.url("[::1]"): "::1 is a loopback address"} if v6 else {}),
     }
     urls = list(expected)
-    _team(rig, urls, ANYWHERE)  # registered by a permissive apply, or a name that changed
+    # Registered by a permissive apply, or a name that changed since.
+    one_team(rig, *urls, targets=ANYWHERE)
     # http allowed, no network allowed: the addresses are what is refused.
     rig.dispatcher(notify_allow_http="true", notify_allowed_networks="")
     rig.open_alert()
@@ -300,7 +282,7 @@ def test_dispatcher_refuses_private_targets_and_sends_nothing(
 def test_http_refused_unless_allowed_even_to_an_allowed_network(
     rig: DeliveryRig, listener: Listener
 ) -> None:
-    _team(rig, [listener.url()], ANYWHERE)
+    one_team(rig, listener.url(), targets=ANYWHERE)
     rig.dispatcher(notify_allow_http="false")  # loopback allowed (LOCAL_TARGETS), http not
     rig.open_alert()
     wait_until(lambda: bool(_refusals(rig)), 30, "a refused attempt")
@@ -313,7 +295,7 @@ def test_opted_in_by_name_connects_to_the_checked_address_with_the_host_header(
     rig: DeliveryRig, listener: Listener
 ) -> None:
     assert "::1/128" in LOCAL_TARGETS["notify_allowed_networks"]  # localhost may be ::1 too
-    _team(rig, [listener.url("localhost")], TargetPolicy.local())
+    one_team(rig, listener.url("localhost"), targets=TargetPolicy.local())
     rig.dispatcher()  # LOCAL_TARGETS: http and loopback allowed
     rig.open_alert()
     wait_until(lambda: len(listener.requests) == 1, 30, "delivered to localhost")
@@ -327,7 +309,7 @@ def test_a_redirect_is_not_followed(rig: DeliveryRig, listener: Listener) -> Non
     # so one cannot lead a delivery to a forbidden target either.
     redirecting = Listener(redirect_to=listener.url())
     try:
-        _team(rig, [redirecting.url()], TargetPolicy.local())
+        one_team(rig, redirecting.url(), targets=TargetPolicy.local())
         rig.dispatcher()
         rig.open_alert()
         wait_until(lambda: len(redirecting.requests) >= 1, 30, "the redirecting endpoint asked")
