@@ -190,6 +190,9 @@ async def refresh_rollups(
     done next time; ``caught_up`` says whether it was)."""
     if not conn.autocommit:
         raise ValueError("refresh_rollups needs an autocommit connection")
+    if step % timedelta(hours=1):
+        # A bucket split between the materialised part and the live part would count twice.
+        raise ValueError(f"step must be whole hours, not {step}")
     chosen = [BY_RELATION[r] for r in relations] if relations else list(ROLLUPS)
     why = await materialised_here(conn)
     if why is not None:
@@ -243,6 +246,17 @@ async def _watermark(conn: AsyncConnection[Any], r: Rollup) -> datetime | None:
     return value
 
 
+async def _first_hour(conn: AsyncConnection[Any], r: Rollup) -> datetime | None:
+    """The hour of the oldest reading (each council's oldest is one index probe)."""
+    first: datetime | None = await _one(
+        conn,
+        f"""SELECT date_bin('1 hour', min(m.t), {ORIGIN}) FROM councils c
+            CROSS JOIN LATERAL (SELECT min(time) AS t FROM {r.source}
+                                WHERE council_id = c.council_id) m""",
+    )
+    return first
+
+
 async def _step(conn: AsyncConnection[Any], r: Rollup, step: timedelta, out: RefreshResult) -> bool:
     """One refresh step; True when the watermark has reached the current hour."""
     cur = await conn.execute(
@@ -258,16 +272,8 @@ async def _step(conn: AsyncConnection[Any], r: Rollup, step: timedelta, out: Ref
     watermark, threshold, target = row
     start = watermark
     if start is None:
-        # First refresh: from the hour of the oldest reading (each council's oldest is one
-        # index probe).
-        start = await _one(
-            conn,
-            f"""SELECT date_bin('1 hour', min(m.t), {ORIGIN}) FROM councils c
-                CROSS JOIN LATERAL (SELECT min(time) AS t FROM {r.source}
-                                    WHERE council_id = c.council_id) m""",
-        )
-        if start is None or start > target:
-            start = target
+        first = await _first_hour(conn, r)
+        start = target if first is None or first > target else first
     new = min(target, start + step)
     if watermark is not None and new < watermark:
         new = watermark
@@ -288,6 +294,12 @@ async def _step(conn: AsyncConnection[Any], r: Rollup, step: timedelta, out: Ref
             await conn.execute(
                 "DELETE FROM rollup_invalidations WHERE relation = %s", (r.relation,)
             )
+            # Readings older than ``start`` may have been committed since it was read (a
+            # backfill beside a first refresh), their log entries just deleted: look again now,
+            # after the DELETE, so they are aggregated here (later ones stay logged).
+            first = await _first_hour(conn, r)
+            if first is not None and first < start:
+                start = first
         if watermark is None or new > watermark:
             out.buckets += await _aggregate(conn, r, start, new)
             await conn.execute(
