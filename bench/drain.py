@@ -461,6 +461,14 @@ class DrainBench:
                 self.broker.process.wait(5)
             self.scan_broker_log()
 
+    def reset_readings(self) -> None:
+        """Before a timed drain: no readings or dead letters, devices vacuumed, a checkpoint."""
+        with self.connect() as conn:
+            tables = [sql.Identifier(k.value) for k in KINDS] + [sql.Identifier("dead_letters")]
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
+            conn.execute("VACUUM devices")
+            conn.execute("CHECKPOINT")
+
     def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         assert self.db_url is not None
         return psycopg.connect(self.db_url, autocommit=True)
@@ -664,11 +672,7 @@ class DrainBench:
             if ingest.terminate(30) != 0:
                 self.problems.append(f"{label}: first ingest exited {ingest.process}")
         publish_s = self.publish(prefix, label)
-        with self.connect() as conn:
-            tables = [sql.Identifier(k.value) for k in KINDS] + [sql.Identifier("dead_letters")]
-            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
-            conn.execute("VACUUM devices")
-            conn.execute("CHECKPOINT")
+        self.reset_readings()
 
         names = (
             "placewatch_ingest_stored_total",
@@ -879,15 +883,8 @@ class DrainBench:
         if self.stop_naive(proc) != 0:
             self.problems.append(f"{label}: first start exited {proc.returncode}")
         publish_s = self.publish(prefix, label, count=k)
-        with self.connect() as conn:
-            tables = [sql.Identifier(kind.value) for kind in KINDS]
-            conn.execute(
-                sql.SQL("TRUNCATE {}").format(
-                    sql.SQL(", ").join([*tables, sql.Identifier("dead_letters")])
-                )
-            )
-            conn.execute("VACUUM devices")
-            conn.execute("CHECKPOINT")
+        self.reset_readings()
+        tables = [sql.Identifier(kind.value) for kind in KINDS]
         count_query = sql.SQL("SELECT {}").format(
             sql.SQL(" + ").join(sql.SQL("(SELECT count(*) FROM {})").format(t) for t in tables)
         )

@@ -36,7 +36,6 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
-import os
 import queue
 import shlex
 import shutil
@@ -80,7 +79,6 @@ from tests.support.traffic import dead_letters, distinct_readings, register_flee
 COUNCIL = "memory"
 PREFIX = "bench/memory"
 CLIENT_ID = "bench-memory-ingest"
-PG_TIMEOUT_S = 120.0
 METRICS = (
     "placewatch_ingest_pending_messages",
     "placewatch_ingest_pending_bytes",
@@ -92,18 +90,6 @@ METRICS = (
     "placewatch_ingest_db_errors_total",
 )
 MIB = 2**20
-
-
-class Cluster(PrivateCluster):
-    """The test suite's private cluster, with a time limit on every ``pg_ctl`` and ``initdb``."""
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=PG_TIMEOUT_S)
-        if out.returncode != 0:
-            raise BenchError(f"{shlex.join(args)} failed ({out.returncode}): {out.stderr}")
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -146,7 +132,7 @@ class MemoryBench:
         self.workdir = Path(tempfile.mkdtemp(prefix="placewatch-memory-"))
         # Mosquitto and PostgreSQL run as their own users when started as root.
         self.workdir.chmod(0o755)
-        self.cluster: Cluster | None = None
+        self.cluster: PrivateCluster | None = None
         self.broker: Broker | None = None
         self.ingest: IngestProcess | None = None
         self.publisher: BaseProcess | None = None
@@ -169,12 +155,12 @@ class MemoryBench:
     # -- set-up and tear-down -------------------------------------------------------------------
 
     def setup(self) -> dict[str, Any]:
-        bindir = Cluster.available()
+        bindir = PrivateCluster.available()
         if bindir is None:
             raise BenchError("no PostgreSQL server binaries (initdb, pg_ctl) for a private cluster")
         if self.args.mosquitto_conf:
             broker_support.CONFIG = Path(self.args.mosquitto_conf)
-        self.cluster = Cluster(self.workdir / "pg", free_port(), bindir)
+        self.cluster = PrivateCluster(self.workdir / "pg", free_port(), bindir)
         self.cluster.init()
         self.broker = Broker("127.0.0.1", free_port(), self.workdir / "broker")
         self.broker.start()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -226,9 +225,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guarded_transport(
-    policy: TargetPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
-) -> httpx.AsyncHTTPTransport:
+def guarded_transport(policy: TargetPolicy, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose connections go through :class:`GuardedBackend`.
 
     httpx does not take a network backend, so the transport's httpcore pool is replaced by one
@@ -240,7 +237,8 @@ def guarded_transport(
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("httpx.AsyncHTTPTransport changed: cannot guard webhook targets")
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or httpx.create_ssl_context(),
+        # The transport's own verifying context (built with trust_env=False, as the client).
+        ssl_context=transport._pool._ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

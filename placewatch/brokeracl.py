@@ -60,8 +60,8 @@ HEALTH_USER = "placewatch-health"
 BRIDGE_USER = "placewatch-bridge"
 HEALTH_TOPIC = "$SYS/broker/uptime"
 
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOPIC_FILTER = re.compile(r"^[^\s\x00]+$")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOPIC_FILTER = re.compile(r"[^\s\x00]+")  # fullmatch: no newline can split a line
 
 
 # -- password hashes -------------------------------------------------------------------------
@@ -148,12 +148,12 @@ class AclError(ValueError):
 def accounts(devices: Iterable[DeviceRow], options: AclOptions) -> list[Account]:
     """Every account the broker should know: service users first, then devices (sorted)."""
     prefix = options.prefix
-    if not prefix or not _TOPIC_FILTER.match(prefix) or any(c in prefix for c in "+#"):
+    if not prefix or not _TOPIC_FILTER.fullmatch(prefix) or any(c in prefix for c in "+#"):
         raise AclError(f"topic prefix {prefix!r} is not a plain topic (no spaces, + or #)")
     for t in options.network_topics:
-        if not _TOPIC_FILTER.match(t):
+        if not _TOPIC_FILTER.fullmatch(t):
             raise AclError(f"network topic {t!r} has spaces or is empty")
-    if not _SERVICE_NAME.match(options.ingest_user):
+    if not _SERVICE_NAME.fullmatch(options.ingest_user):
         raise AclError(f"ingest user {options.ingest_user!r}: letters, digits, _ . - only")
     network = tuple(options.network_topics)
     out = [Account(options.ingest_user, "ingest", read=(f"{prefix}/#", *network))]
@@ -285,13 +285,19 @@ class Written:
     credentials: Path | None
 
 
-def write_files(out_dir: Path, gen: Generated, prefix: str, *, stamp: str) -> Written:
+def write_files(
+    out_dir: Path, gen: Generated, prefix: str, *, stamp: str, credentials_dir: Path | None = None
+) -> Written:
     """Credentials first (so no hash is installed whose password was not kept), then the
-    password file and the ACL, each renamed into place."""
+    password file and the ACL, each renamed into place. ``credentials_dir``: where the plain
+    passwords go (default ``out_dir``); keep them away from the broker's own files, so that
+    reading the password file is not enough to read the passwords."""
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     creds = None
     if gen.new:
-        creds = out_dir / f"credentials-{stamp}.csv"
+        creds_dir = credentials_dir or out_dir
+        creds_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        creds = creds_dir / f"credentials-{stamp}.csv"
         write_credentials(creds, gen.new, prefix)
     passwd, acl = out_dir / "passwd", out_dir / "acl"
     _write_private(passwd, gen.passwd)
@@ -335,7 +341,17 @@ def add_broker_parser(sub: Any) -> None:
         "--rotate", action="append", default=[], metavar="USER", help="new password (repeat)"
     )
     acl.add_argument("--rotate-all", action="store_true", help="new passwords for every user")
-    acl.add_argument("--ingest-user", default=INGEST_USER)
+    acl.add_argument(
+        "--ingest-user",
+        default=None,
+        help=f"ingest's login (default PLACEWATCH_MQTT_USERNAME, else {INGEST_USER})",
+    )
+    acl.add_argument(
+        "--credentials-dir",
+        type=Path,
+        default=Path("."),
+        help="where the new plain passwords are written (default: here, not the output dir)",
+    )
     acl.add_argument(
         "--simulator",
         action="store_true",
@@ -359,7 +375,7 @@ def run_broker_command(args: argparse.Namespace, settings: Any) -> int:
     options = AclOptions(
         prefix=settings.topic_prefix,
         network_topics=tuple(settings.ingest_network_topics),
-        ingest_user=args.ingest_user,
+        ingest_user=args.ingest_user or settings.mqtt_username or INGEST_USER,
         simulator=args.simulator,
         health=args.health,
         bridge=args.bridge,
@@ -380,7 +396,13 @@ def run_broker_command(args: argparse.Namespace, settings: Any) -> int:
     except AclError as exc:
         print(exc, file=sys.stderr)
         return 1
-    written = write_files(out_dir, gen, options.prefix, stamp=now.strftime("%Y%m%dT%H%M%SZ"))
+    written = write_files(
+        out_dir,
+        gen,
+        options.prefix,
+        stamp=now.strftime("%Y%m%dT%H%M%SZ"),
+        credentials_dir=args.credentials_dir,
+    )
     n_devices = sum(1 for a in accts if a.role == "device")
     print(
         f"wrote {written.passwd} and {written.acl}: {len(accts)} users ({n_devices} devices); "

@@ -107,6 +107,12 @@ def test_service_users_optional() -> None:
     assert accts["placewatch-bridge"].write == ("v3/+/devices/+/up",)
     with pytest.raises(AclError):
         accounts([], AclOptions(prefix="pw/#"))
+    # A trailing newline would split a line of the ACL or the password file.
+    for bad in (AclOptions(prefix="pw\n"), AclOptions(prefix="pw", network_topics=("x\n",))):
+        with pytest.raises(AclError):
+            accounts([], bad)
+    with pytest.raises(AclError):
+        accounts([], AclOptions(prefix="pw", ingest_user="ingest\n"))
 
 
 def test_rerun_keeps_passwords_and_rotates_on_request() -> None:

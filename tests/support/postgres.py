@@ -82,10 +82,13 @@ class PrivateCluster:
         return _pg_bindir()
 
     def _run(self, *args: str) -> None:
+        """Run ``initdb``/``pg_ctl`` with a time limit; a failure carries their stderr."""
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({out.returncode}): {out.stderr}")
 
     @property
     def datadir(self) -> Path:
@@ -120,6 +123,6 @@ class PrivateCluster:
         self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
 
     def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
