@@ -41,7 +41,7 @@ RESULTS = ROOT / "bench" / "results"
 OUTPUT = ROOT / "docs" / "benchmarks.png"
 PATTERNS = {
     "drain": ("drain-*.json",),
-    "latency": ("alert-latency-*.json", "alert_latency-*.json", "latency-*.json"),
+    "latency": ("alert-latency-*.json",),
     "memory": ("memory-*.json",),
 }
 # (label, path of keys in the alert-latency result, DESIGN.md's p99 target in ms)
@@ -85,98 +85,33 @@ def run_date(data: dict[str, Any]) -> str:
     return stamp.replace("T", " ").replace("+00:00", " UTC")[:20].strip()
 
 
-def rate_of(value: Any) -> float | None:
-    """msg/s from the shapes a drain result may give it: a number, a dict with a rate (or runs),
-    or a list of those (median)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dict):
-        for key in ("median_msgs_per_s", "msgs_per_s", "steady_msgs_per_s"):
-            if isinstance(value.get(key), int | float):
-                return float(value[key])
-        return rate_of(value.get("runs"))
-    if isinstance(value, list):
-        rates = [r for r in (rate_of(v) for v in value) if r is not None]
-        return statistics.median(rates) if rates else None
-    return None
-
-
 def drain_bars(data: dict[str, Any]) -> list[tuple[str, str, float]]:
-    """(label, colour key, msg/s) per pipeline, in the order raw, placewatch, N replicas, others,
-    naive.
-
-    From the runs first: the median of each pipeline's runs (profiled ones left out), placewatch
-    runs with ``"replicas": N > 1`` apart. Then, where the runs lack them, ``raw``,
-    ``placewatch`` and ``naive`` from the summary (``{name}_median_msgs_per_s`` or ``{name}``
-    with a rate) or the top level, and replicas from ``summary.replicas`` or ``replicas`` given
-    as ``{"2": rate or {...}}`` or ``[{"replicas": 2, ...}]`` (a list of bare counts, which
-    only says which were run, is ignored).
-    """
+    """(label, colour key, msg/s) per pipeline, in the order raw, placewatch, N replicas, naive:
+    the median of each pipeline's runs as ``bench.drain`` writes them (profiled runs left out;
+    placewatch runs with ``"replicas": N > 1`` apart)."""
     by_label: dict[str, list[float]] = {}
     colour: dict[str, str] = {}
     for run in data.get("runs") or []:
-        if not isinstance(run, dict) or run.get("profiled") or "pipeline" not in run:
+        if run.get("profiled") or not isinstance(run.get("msgs_per_s"), int | float):
             continue
-        rate = rate_of(run)
-        if rate is None:
-            continue
-        label, key = str(run["pipeline"]), str(run["pipeline"])
-        n = run.get("replicas")
-        if isinstance(n, int) and n > 1:
+        label = key = str(run["pipeline"])
+        n = run.get("replicas", 1)
+        if n > 1:
             label, key = f"{n} replicas", "replicas"
-        by_label.setdefault(label, []).append(rate)
+        by_label.setdefault(label, []).append(float(run["msgs_per_s"]))
         colour[label] = key
-    bars = {label: statistics.median(rates) for label, rates in by_label.items()}
-    summary = data.get("summary") or {}
-    for name in ("raw", "placewatch", "naive"):
-        if name in bars:
-            continue
-        for candidate in (
-            summary.get(f"{name}_median_msgs_per_s"),
-            summary.get(name),
-            data.get(name),
-        ):
-            rate = rate_of(candidate)
-            if rate is not None:
-                bars[name], colour[name] = rate, name
-                break
-    for source in (summary.get("replicas"), data.get("replicas")):
-        for n, rate in replica_rates(source):
-            label = f"{n} replicas"
-            if n > 1 and label not in bars:
-                bars[label], colour[label] = rate, "replicas"
 
     def order(label: str) -> tuple[int, int, str]:
         if label in ("raw", "placewatch"):
             return (0 if label == "raw" else 1, 0, label)
-        if colour.get(label) == "replicas":
+        if colour[label] == "replicas":
             return (2, int(label.split()[0]), label)
         return (4 if label == "naive" else 3, 0, label)
 
-    return [(label, colour.get(label, "other"), bars[label]) for label in sorted(bars, key=order)]
-
-
-def replica_rates(value: Any) -> list[tuple[int, float]]:
-    """(replicas, msg/s) from ``{"2": rate | {...}}`` or ``[{"replicas": 2, ...}, ...]``."""
-    items: list[tuple[Any, Any]] = []
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = [(v.get("replicas"), v) for v in value if isinstance(v, dict)]
-    out = []
-    for n, v in items:
-        if isinstance(v, dict) and isinstance(v.get("replicas"), int):
-            n = v["replicas"]
-        try:
-            count = int(n)
-        except (TypeError, ValueError):
-            continue
-        rate = rate_of(v)
-        if rate is not None:
-            out.append((count, rate))
-    return out
+    return [
+        (label, colour[label], statistics.median(by_label[label]))
+        for label in sorted(by_label, key=order)
+    ]
 
 
 def empty(ax: Axes, title: str, hint: str) -> None:

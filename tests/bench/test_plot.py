@@ -123,39 +123,20 @@ def test_missing_benchmarks_get_a_panel_saying_so(tmp_path: Path) -> None:
     assert out.stat().st_size > 10_000
 
 
-def test_drain_bars_accept_naive_and_replicas_in_several_shapes() -> None:
+def test_drain_bars_read_the_runs_bench_drain_writes() -> None:
     base = _drain("2026-11-23T00:00:00+00:00")
     assert [(label, v) for label, _, v in plot.drain_bars(base)] == [
         ("raw", 150_000.0),
         ("placewatch", 8_000.0),
     ]
-    shaped = [
-        _drain("x", summary={"naive_median_msgs_per_s": 300.0}, replicas={"2": 11_000.0}),
-        _drain(
-            "x",
-            naive=[{"msgs_per_s": 200.0}, {"msgs_per_s": 400.0}],
-            replicas={"2": {"median_msgs_per_s": 11_000.0}},
-        ),
-        _drain("x", replicas=[{"replicas": 2, "runs": [{"msgs_per_s": 11_000.0}]}]),
-    ]
-    shaped[2]["runs"].append({"pipeline": "naive", "msgs_per_s": 300.0})
-    # What bench.drain --replicas 1,2 writes: runs per replica count, the counts at the top,
-    # medians and ratios in the summary.
+    # What bench.drain --replicas 1,2 writes: runs per pipeline, replica count and repetition.
     as_written = _drain("x", replicas=[1, 2], naive_messages=20_000)
     as_written["runs"] += [
         {"pipeline": "placewatch", "rep": "1", "replicas": 2, "msgs_per_s": 11_000.0},
+        {"pipeline": "placewatch", "rep": "2", "replicas": 2, "msgs_per_s": 13_000.0},
+        {"pipeline": "placewatch", "rep": "p", "profiled": True, "msgs_per_s": 1.0},
         {"pipeline": "naive", "rep": "1", "messages": 20_000, "msgs_per_s": 300.0},
     ]
-    as_written["summary"] |= {
-        "naive": {"median_msgs_per_s": 300.0, "msgs_per_s": [300.0]},
-        "replicas": {
-            "1": {"replicas": 1, "median_msgs_per_s": 8_000.0},
-            "2": {"replicas": 2, "median_msgs_per_s": 11_000.0},
-        },
-    }
-    shaped.append(as_written)
-    shaped.append({**as_written, "runs": []})  # the summary alone
-    for data in shaped:
-        bars = plot.drain_bars(data)
-        assert [label for label, _, _ in bars] == ["raw", "placewatch", "2 replicas", "naive"]
-        assert bars[2][2] == 11_000.0 and bars[3][2] == 300.0
+    bars = plot.drain_bars(as_written)
+    assert [label for label, _, _ in bars] == ["raw", "placewatch", "2 replicas", "naive"]
+    assert bars[1][2] == 8_000.0 and bars[2][2] == 12_000.0 and bars[3][2] == 300.0

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from placewatch.brokeracl import AclOptions, DeviceRow, accounts, generate, write_files
-from tests.support.broker import ROOT, Broker, free_port
+from tests.deploy.support import COMPOSE_MOSQUITTO_CONF
+from tests.support.broker import Broker, free_port
 
-COMPOSE_CONF = ROOT / "broker" / "compose" / "mosquitto.conf"
 PREFIX = "pwsec"
 DEVICE_A = DeviceRow("camden", "bin-a", "bin_fill")
 DEVICE_B = DeviceRow("camden", "bin-b", "bin_fill")
@@ -42,7 +42,7 @@ def secure_broker() -> Iterator[SecureBroker]:
         "127.0.0.1",
         free_port(),
         workdir,
-        config=COMPOSE_CONF,
+        config=COMPOSE_MOSQUITTO_CONF,
         rewrites={
             "password_file /mosquitto/auth/passwd": f"password_file {written.passwd}",
             "acl_file /mosquitto/auth/acl": f"acl_file {written.acl}",

@@ -5,6 +5,7 @@ refresh is idempotent; on TimescaleDB it does nothing (the policies refresh the 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +14,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import AsyncConnection
 
+from rules.sweeps import rollup_sweep
 from storage.migrate import Flavour
-from storage.rollups import BY_RELATION, ROLLUPS, Rollup, refresh_sync
+from storage.rollups import BY_RELATION, ROLLUPS, Rollup, pending, refresh_sync
 
 Conn = psycopg.Connection[Any]
 COUNCIL = "rollups"
@@ -181,6 +184,24 @@ def test_late_readings_and_deletions_are_recomputed_by_the_next_refresh(db: Conn
     assert_agree(db)
     row = db.execute("SELECT count(*) FROM rollup_invalidations").fetchone()
     assert row == (0,)
+
+
+def test_the_rules_worker_sweep_refreshes_when_there_is_something_to_do(db: Conn, url: str) -> None:
+    async def sweep() -> tuple[bool, bool]:
+        """(pending before, pending after) one roll-up sweep, as the rules worker runs it."""
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            before = await pending(conn)
+            await rollup_sweep(conn)
+            return before, await pending(conn)
+
+    now = _now(db)
+    fill(db, now)
+    assert asyncio.run(sweep()) == (True, False)  # the first refresh
+    assert_agree(db)
+    late = _hour(now) - timedelta(hours=10) + timedelta(minutes=7)
+    insert(db, "flood_level", "d1", [late])
+    assert asyncio.run(sweep()) == (True, False)  # the logged late reading
+    assert_agree(db)
 
 
 def test_a_refresh_is_idempotent(db: Conn, url: str) -> None:
