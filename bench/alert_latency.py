@@ -54,8 +54,6 @@ import random
 import resource
 import secrets
 import select
-import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -84,6 +82,7 @@ from bench.drain import (
     machine_info,
     metric_sums,
     process_cpu_seconds,
+    run_bench,
     runqueue_wait_seconds,
 )
 from bench.webhook_receiver import HangingReceiver, Received, TimingReceiver
@@ -1641,20 +1640,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    exe = Path(sys.executable)
-    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
-    argv_used = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join([python, "-m", "bench.alert_latency", *argv_used])
-    signal.signal(signal.SIGTERM, drain._on_sigterm)
-    bench = AlertLatencyBench(args)
-    try:
-        return bench.run(command)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        bench.cleanup()
+    return run_bench("bench.alert_latency", AlertLatencyBench(parse_args(argv)), argv)
 
 
 if __name__ == "__main__":

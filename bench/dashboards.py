@@ -41,22 +41,19 @@ import argparse
 import json
 import math
 import re
-import shlex
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from bench.drain import host_info
+from bench.drain import RESULTS, BenchError, host_info, run_bench
 from dashboards.generate import JSON_DIR
 from dashboards.macros import TimeRange, Variable, expand
 from dashboards.panels import LOCAL_TZ, POSTGRES_UID
@@ -74,8 +71,6 @@ from storage.migrate import Flavour, migrate
 from storage.rollups import ROLLUPS, refresh_sync
 from tests.support.postgres import ADMIN_URL, create_database, drop_database, grafana_login_url
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 COUNCIL = "benchc"
 COUNCIL_NAME = "Bench Council"
 TARGET_MS = 100.0
@@ -97,15 +92,6 @@ PRINT_WIDTH = 160
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 Json = dict[str, Any]
-
-
-class BenchError(RuntimeError):
-    """The run could not complete."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds through the finally blocks, so the database is dropped.
-    raise SystemExit(128 + signum)
 
 
 # -- the estate ------------------------------------------------------------------------------
@@ -1163,21 +1149,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    exe = Path(sys.executable)
-    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
-    given = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join([python, "-m", "bench.dashboards", *given])
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    bench = DashboardsBench(args)
-    try:
-        return bench.run(command)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        bench.cleanup()
-        signal.signal(signal.SIGTERM, previous)
+    return run_bench("bench.dashboards", DashboardsBench(parse_args(argv)), argv)
 
 
 if __name__ == "__main__":

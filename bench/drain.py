@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 import psycopg
@@ -79,7 +79,30 @@ class BenchError(RuntimeError):
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through the finally blocks: what a run started is stopped, dropped.
     raise SystemExit(128 + signum)
+
+
+class Bench(Protocol):
+    def run(self, command: str) -> int: ...
+    def cleanup(self) -> None: ...
+
+
+def run_bench(module: str, bench: Bench, argv: Sequence[str] | None) -> int:
+    """Every benchmark's ``main``: run it with the command line that reproduces it, stop what it
+    started also on SIGTERM, and exit 2 when it could not complete."""
+    exe = Path(sys.executable)
+    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
+    command = shlex.join([python, "-m", module, *(sys.argv[1:] if argv is None else argv)])
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return bench.run(command)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bench.cleanup()
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -1291,19 +1314,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    exe = Path(sys.executable)
-    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
-    command = shlex.join([python, "-m", "bench.drain", *(sys.argv[1:] if argv is None else argv)])
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    bench = DrainBench(args)
-    try:
-        return bench.run(command)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        bench.cleanup()
+    return run_bench("bench.drain", DrainBench(parse_args(argv)), argv)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,7 @@ import json
 import math
 import multiprocessing as mp
 import queue
-import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,7 +49,6 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psycopg
@@ -61,9 +58,11 @@ from bench.drain import (
     RESULTS,
     ROOT,
     BenchError,
+    _round,
     host_info,
     metric_sums,
     process_cpu_seconds,
+    run_bench,
     scalar,
 )
 from placewatch.kinds import KINDS
@@ -92,10 +91,6 @@ METRICS = (
 MIB = 2**20
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM, RssAnon (KiB) of a process from ``/proc/<pid>/status``; empty if gone."""
     out: dict[str, int] = {}
@@ -120,10 +115,6 @@ def slope_per_minute(points: Sequence[tuple[float, float]]) -> float | None:
     if den == 0:
         return None
     return 60 * sum((t - mt) * (v - mv) for t, v in points) / den
-
-
-def _r(x: float | None, digits: int = 2) -> float | None:
-    return None if x is None else round(x, digits)
 
 
 class MemoryBench:
@@ -221,7 +212,7 @@ class MemoryBench:
                 self.broker.process.kill()
                 self.broker.process.wait(5)
         if self.cluster is not None:
-            with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self.cluster.stop()
         if self.args.keep_workdir:
             print(f"work directory kept: {self.workdir}", file=sys.stderr)
@@ -488,7 +479,7 @@ class MemoryBench:
             "ingest_duplicates_metric": last.get("duplicates"),
             "ingest_starts": self.ingest.starts,
             "ingest_exit_code": rc,
-            "seconds_to_store_the_rest_after_publishing_stopped": _r(drained),
+            "seconds_to_store_the_rest_after_publishing_stopped": _round(drained),
             "ingest_warning_or_error_log_lines": len(warnings),
             "ingest_log_examples": warnings[:5],
             "ingest_tracebacks": tracebacks,
@@ -533,15 +524,15 @@ class MemoryBench:
         steady_fig = {
             "samples": len(pts),
             "seconds": round(pts[-1][0] - pts[0][0], 1),
-            "rss_start_mib": _r(pts[0][1]),
-            "rss_end_mib": _r(pts[-1][1]),
-            "rss_first_10s_mean_mib": _r(statistics.fmean(first10)),
-            "rss_last_10s_mean_mib": _r(statistics.fmean(last10)),
-            "rss_min_mib": _r(min(v for _, v in pts)),
-            "rss_max_mib": _r(max(v for _, v in pts)),
-            "rss_slope_mib_per_min": _r(slope, 3),
-            "rss_slope_second_half_mib_per_min": _r(slope_per_minute(half), 3),
-            "hwm_end_mib": _r(mib(steady[-1].get("hwm_kib"))),
+            "rss_start_mib": _round(pts[0][1]),
+            "rss_end_mib": _round(pts[-1][1]),
+            "rss_first_10s_mean_mib": _round(statistics.fmean(first10)),
+            "rss_last_10s_mean_mib": _round(statistics.fmean(last10)),
+            "rss_min_mib": _round(min(v for _, v in pts)),
+            "rss_max_mib": _round(max(v for _, v in pts)),
+            "rss_slope_mib_per_min": _round(slope, 3),
+            "rss_slope_second_half_mib_per_min": _round(slope_per_minute(half), 3),
+            "hwm_end_mib": _round(mib(steady[-1].get("hwm_kib"))),
             "held_messages_max": max((s.get("held_messages", 0) for s in steady), default=0),
             "published_minus_stored_max": max(lag, default=None),
             "published_minus_stored_median": statistics.median(lag) if lag else None,
@@ -553,22 +544,22 @@ class MemoryBench:
             "from_s": round(outage_at, 2),
             "to_s": round(back_at, 2),
             "samples": len(outage),
-            "rss_before_mib": _r(pts[-1][1]),
-            "rss_max_mib": _r(max((s["rss_kib"] / 1024 for s in outage), default=math.nan)),
-            "rss_end_mib": _r(outage[-1]["rss_kib"] / 1024) if outage else None,
+            "rss_before_mib": _round(pts[-1][1]),
+            "rss_max_mib": _round(max((s["rss_kib"] / 1024 for s in outage), default=math.nan)),
+            "rss_end_mib": _round(outage[-1]["rss_kib"] / 1024) if outage else None,
             "held_messages_max": max(held, default=0),
             "held_messages_limit": self.limits["ingest_receive_maximum"],
             "held_bytes_max": max(held_b, default=0),
             "held_bytes_limit": limit_b,
             "held_bytes_max_fraction_of_limit": round(max(held_b, default=0) / limit_b, 5),
             "broker_backlog_max": max((s.get("broker_backlog", 0) for s in outage), default=0),
-            "broker_rss_max_mib": _r(
+            "broker_rss_max_mib": _round(
                 max((mib(s.get("broker_rss_kib")) or 0.0 for s in outage), default=0.0)
             ),
-            "broker_rss_before_mib": _r(mib(steady[-1].get("broker_rss_kib"))),
+            "broker_rss_before_mib": _round(mib(steady[-1].get("broker_rss_kib"))),
             "readyz_503_samples": sum(1 for s in outage if s.get("ready") is False),
             "published_when_database_back": published_at_back,
-            "seconds_to_catch_up": _r(catch_up),
+            "seconds_to_catch_up": _round(catch_up),
         }
         if outage_fig["held_messages_max"] > self.limits["ingest_receive_maximum"]:
             self.problems.append(
@@ -580,9 +571,9 @@ class MemoryBench:
         if catch_up is None:
             self.problems.append("the outage's backlog was not stored within the time limit")
         after_fig = {
-            "rss_max_mib": _r(max((s["rss_kib"] / 1024 for s in after), default=math.nan)),
-            "rss_end_mib": _r(after[-1]["rss_kib"] / 1024) if after else None,
-            "hwm_end_mib": _r(mib(after[-1].get("hwm_kib"))) if after else None,
+            "rss_max_mib": _round(max((s["rss_kib"] / 1024 for s in after), default=math.nan)),
+            "rss_end_mib": _round(after[-1]["rss_kib"] / 1024) if after else None,
+            "hwm_end_mib": _round(mib(after[-1].get("hwm_kib"))) if after else None,
         }
         return {"steady": steady_fig, "outage": outage_fig, "after_outage": after_fig}
 
@@ -661,20 +652,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    exe = Path(sys.executable)
-    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
-    command = shlex.join([python, "-m", "bench.memory", *(sys.argv[1:] if argv is None else argv)])
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    bench = MemoryBench(args)
-    try:
-        return bench.run(command)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        bench.cleanup()
-        signal.signal(signal.SIGTERM, previous)
+    return run_bench("bench.memory", MemoryBench(parse_args(argv)), argv)
 
 
 if __name__ == "__main__":
