@@ -16,6 +16,9 @@ def _default_client_id() -> str:
     return f"placewatch-ingest-{socket.gethostname()}"
 
 
+MIN_LINK_SECRET = 16  # characters of PLACEWATCH_LINK_SECRET
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLACEWATCH_", env_file=".env", extra="ignore")
 
@@ -129,11 +132,42 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
 
+    # Retention (storage/retention.py, docs/storage.md "Retention"). Periods in days by data
+    # class, overriding the database's (migration 0008), as JSON: {"dead_letters": 60}. Only
+    # `placewatch storage retention`, run as the owner, records them; the rules workers delete
+    # by the recorded periods every retention_interval_s, retention_batch rows a transaction,
+    # for at most retention_budget_s a run.
+    retention_days: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    retention_batch: int = Field(default=5_000, ge=1, le=100_000)
+    retention_budget_s: float = Field(default=10.0, gt=0)
+
     # Failpoint for the crash tests: exit abruptly after this many commits, before acknowledging.
     test_exit_after_commits: int | None = None
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty or short key would sign links anyone could forge; set means set properly.
+        if value is not None and len(value.get_secret_value().strip()) < MIN_LINK_SECRET:
+            raise ValueError(
+                f"PLACEWATCH_LINK_SECRET must be at least {MIN_LINK_SECRET} characters (e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _known_classes(cls, value: dict[str, int]) -> dict[str, int]:
+        from storage.retention import CLASSES
+
+        unknown = sorted(set(value) - set(CLASSES))
+        if unknown:
+            raise ValueError(f"unknown data classes {unknown}; known: {sorted(CLASSES)}")
+        return value
 
     @field_validator("notify_allowed_networks", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 from psycopg.errors import LockNotAvailable
 from psycopg.rows import dict_row
 
@@ -33,6 +33,7 @@ from rules.registry import (
 )
 from rules.stream import Outcome, apply_transition
 from rules.units import utc
+from storage import retention
 from storage.rollups import materialised_here, pending, refresh_rollups
 
 log = logging.getLogger(__name__)
@@ -369,6 +370,57 @@ async def rollup_sweep(conn: AsyncConnection[Any]) -> datetime | None:
             )
     behind = any(not r.caught_up for r in results)
     return await db_now(conn) if behind else None
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+# A run that spent its budget (or found another worker deleting) looks again this soon.
+RETENTION_RETRY = timedelta(seconds=60)
+
+
+@dataclass
+class RetentionSchedule:
+    """When this worker next deletes expired data (storage/retention.py): every ``interval``,
+    sooner while a run had more to delete than its budget allowed."""
+
+    interval: timedelta
+    batch: int
+    budget_s: float
+    days: dict[str, int]
+    next_at: datetime | None = None
+    checked_periods: bool = False
+
+
+async def retention_sweep(conn: AsyncConnection[Any], schedule: RetentionSchedule) -> datetime:
+    """Delete what has outlived its period, in bounded batches, through the owner's function
+    (the worker's role may not delete directly). The periods are the database's: configured
+    ones that differ are reported, since only the owner may record them."""
+    now = await db_now(conn)
+    if schedule.next_at is not None and now < schedule.next_at:
+        return schedule.next_at
+    try:
+        if not schedule.checked_periods:
+            for line in retention.differences(await retention.policies(conn), schedule.days):
+                log.warning(
+                    "retention: %s; run `placewatch storage retention` as the owner to record it",
+                    line,
+                )
+            schedule.checked_periods = True
+        results = await retention.purge(conn, batch=schedule.batch, budget_s=schedule.budget_s)
+    except (errors.InsufficientPrivilege, errors.UndefinedTable, errors.UndefinedFunction) as exc:
+        # Not migrated to 0008 yet, or the grants not run (docs/storage.md, "Database roles"):
+        # say so once an interval rather than stop the other sweeps.
+        log.error("retention not run: %s", exc)
+        schedule.next_at = now + schedule.interval
+        return schedule.next_at
+    for r in results:
+        if r.deleted:
+            log.info(
+                "retention: %d rows of %s deleted (before %s)", r.deleted, r.data_class, r.cutoff
+            )
+    done = all(r.done for r in results)
+    schedule.next_at = await db_now(conn) + (schedule.interval if done else RETENTION_RETRY)
+    return schedule.next_at
 
 
 # -- escalation ------------------------------------------------------------------------------

@@ -35,12 +35,14 @@ from rules import metrics
 from rules.loader import RuleLoadError, RuleSet, default_rules_dir, load_rules
 from rules.stream import Outcome, claim, evaluate_claims
 from rules.sweeps import (
+    RetentionSchedule,
     SilenceGate,
     db_now,
     escalation_sweep,
     inbox_backlog,
     objective_sweep,
     reconcile_sweep,
+    retention_sweep,
     rollup_sweep,
     silence_sweep,
 )
@@ -79,6 +81,12 @@ class RulesWorker(SupervisedService):
         self.actor = f"rules:{socket.gethostname()}:{os.getpid()}"
         self._objective_runs: dict[str, datetime] = {}
         self._sweep_due: dict[str, datetime] = {}
+        self._retention = RetentionSchedule(
+            interval=timedelta(seconds=settings.retention_interval_s),
+            batch=settings.retention_batch,
+            budget_s=settings.retention_budget_s,
+            days=dict(settings.retention_days),
+        )
         metrics.RULES_LOADED.set(len(ruleset.rules))
 
     def reload(self) -> None:
@@ -181,6 +189,7 @@ class RulesWorker(SupervisedService):
                 conn, rules, actor, out, self.settings.rules_care_settle_s
             ),
             "rollups": lambda out: rollup_sweep(conn),
+            "retention": lambda out: retention_sweep(conn, self._retention),
         }
         for name, run_sweep in sweeps.items():
             if self.stopping.is_set():

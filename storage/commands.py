@@ -11,7 +11,9 @@ from storage.rollups import ROLLUPS
 
 
 def add_storage_parser(sub: Any) -> None:
-    storage = sub.add_parser("storage", help="storage maintenance: refresh the hourly roll-ups")
+    storage = sub.add_parser(
+        "storage", help="storage maintenance: refresh the hourly roll-ups, enforce retention"
+    )
     ssub = storage.add_subparsers(dest="storage_command", required=True)
     refresh = ssub.add_parser(
         "refresh-rollups",
@@ -38,6 +40,27 @@ def add_storage_parser(sub: Any) -> None:
         help="only this roll-up (repeatable; default all)",
     )
 
+    retention = ssub.add_parser(
+        "retention",
+        help="delete what has outlived its retention period (run as the database owner)",
+        description="Record the PLACEWATCH_RETENTION_DAYS periods in the database (the owner "
+        "only may), then delete every data class's expired rows in batches, as the rules "
+        "workers do every PLACEWATCH_RETENTION_INTERVAL_S. On TimescaleDB the readings and "
+        "hourly roll-ups are left to their retention policies. See docs/storage.md.",
+    )
+    retention.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count what would be deleted (by the periods recorded now); change nothing",
+    )
+    retention.add_argument(
+        "--budget",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="stop after this long (default 3600); a next run carries on",
+    )
+
 
 def _when(text: str) -> datetime:
     from rules.durations import parse_when
@@ -49,6 +72,8 @@ def _when(text: str) -> datetime:
 
 
 def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.storage_command == "retention":
+        return _retention(args, settings)
     from storage.rollups import describe, refresh_sync
 
     results = refresh_sync(
@@ -56,3 +81,17 @@ def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(describe(results))
     return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import retention
+
+    results = retention.run_sync(
+        settings.database_url,
+        settings.retention_days,
+        batch=settings.retention_batch,
+        budget_s=args.budget,
+        dry_run=args.dry_run,
+    )
+    print(retention.describe(results, dry_run=args.dry_run))
+    return 0 if all(r.done for r in results) else 3

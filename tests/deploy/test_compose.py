@@ -358,10 +358,21 @@ def test_shared_secrets_match(services: dict[str, dict[str, Any]]) -> None:
             assert (url.hostname, str(url.port)) == ("receiver", receiver_port)
     assert receiver["environment"]["WEBHOOK_SECRET"] == secrets["WEBHOOK_SECRET"]
     assert command[command.index("--host") + 1] == "0.0.0.0"
-    # Every service reaches the database with the same password the server was given.
-    pg_password = services["timescaledb"]["environment"]["POSTGRES_PASSWORD"]
-    for name in ("migrate", "setup", "ingest", "rules", "notify", "api", "simulator"):
-        assert services[name]["environment"]["PGPASSWORD"] == pg_password, name
+    # The owner's commands log in with the password the server was given; each service as its
+    # own login role (deploy/postgres/20-service-roles.sh) with a password of its own.
+    db = services["timescaledb"]["environment"]
+    for name in ("migrate", "setup", "simulator"):
+        env = services[name]["environment"]
+        assert env["PGPASSWORD"] == db["POSTGRES_PASSWORD"], name
+        assert urlsplit(env["PLACEWATCH_DATABASE_URL"]).username == db["POSTGRES_USER"], name
+    passwords = {db["POSTGRES_PASSWORD"]}
+    for name in ("ingest", "rules", "notify", "api"):
+        env = services[name]["environment"]
+        var = f"{name.upper()}_DB_PASSWORD"
+        assert urlsplit(env["PLACEWATCH_DATABASE_URL"]).username == name
+        assert env["PGPASSWORD"] == db[var] == secrets[var], name
+        passwords.add(env["PGPASSWORD"])
+    assert len(passwords) == 5, "every login has a password of its own"
 
 
 def test_setup_registers_the_council_before_applying_teams(

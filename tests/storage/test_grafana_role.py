@@ -34,7 +34,7 @@ REFUSED = {
     "api_keys",
     # internal to the services
     "rule_inbox", "rule_timers", "ingest_heartbeats", "schema_migrations", "device_counters",
-    "device_models", "network_applications",
+    "device_models", "network_applications", "retention_policies",
 }  # fmt: skip
 # Plain PostgreSQL only (migration 0006): the materialised part of each hourly roll-up holds
 # what the readable *_hourly view shows; the watermarks and invalidation log are internal.

@@ -1,0 +1,3 @@
+-- 0008 on TimescaleDB: nothing more. The readings and the hourly roll-ups are hypertables, kept
+-- by the retention policies of 0001 (the same periods as the plain flavour's defaults); GRANT on
+-- a hypertable or a continuous aggregate reaches its chunks and its materialization.
