@@ -7,6 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+import psycopg
+from pydantic import ValidationError
+
+from notify.links import LinkSecretMissing
 from placewatch.logs import setup_logging
 from placewatch.settings import Settings
 
@@ -120,6 +124,12 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
     return run_broker_command(args, settings)
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from placewatch.demo.command import run_demo
+
+    return run_demo(args, settings)
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import run
 
@@ -179,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_broker_parser(sub)
     sub.add_parser("api", help="serve the alerts API and acknowledge pages (OpenAPI at /docs)")
+
+    from placewatch.demo.command import add_demo_parser
+
+    add_demo_parser(sub)
     return parser
 
 
@@ -201,15 +215,26 @@ _COMMANDS = {
     "dashboards": _dashboards,
     "broker": _broker,
     "api": _api,
+    "demo": _demo,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"placewatch: invalid settings (PLACEWATCH_* or .env):\n{exc}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level, settings.log_format)
     try:
         return _COMMANDS[args.command](args, settings)
+    except (psycopg.OperationalError, LinkSecretMissing) as exc:
+        # A command that could not start: one line that says why, not a traceback. (The
+        # services retry a database that goes away once they are running.)
+        reason = " ".join(str(exc).split())
+        print(f"placewatch {args.command}: {reason}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # `placewatch devices list | head`: end quietly, as Unix tools do (SIGPIPE itself stays
         # ignored: the services must survive a peer closing a socket).

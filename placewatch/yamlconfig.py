@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 T = TypeVar("T")
 
@@ -67,6 +68,9 @@ def load_yaml(
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         problems.append(ConfigProblem(str(path), line, "", f"not valid YAML: {exc.problem}"))
+        return LoadedYaml(None, None)
+    except ReaderError as exc:  # a control character: not a MarkedYAMLError, but it says where
+        problems.append(ConfigProblem(str(path), None, "", f"not valid YAML: {exc}"))
         return LoadedYaml(None, None)
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(ConfigProblem(str(path), None, "", str(exc)))

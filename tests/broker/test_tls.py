@@ -40,19 +40,24 @@ def make_ca(d: Path, name: str) -> None:
 
 
 def make_server_cert(d: Path, ca: str) -> None:
-    (d / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    make_leaf(d, ca, "server", "localhost", "serverAuth", "DNS:localhost,IP:127.0.0.1")
+
+
+def make_leaf(d: Path, ca: str, name: str, cn: str, usage: str, san: str | None = None) -> None:
+    """``{name}.crt`` and ``{name}.key``, signed by ``ca``, for a server or a client."""
+    (d / f"{name}.ext").write_text(
+        (f"subjectAltName={san}\n" if san else "") + "basicConstraints=CA:FALSE\n"
+        f"keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
     )
     openssl(
         "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
         cwd=d,
     )  # fmt: skip
     openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
         cwd=d,
     )  # fmt: skip
 
@@ -63,33 +68,52 @@ class TlsBroker:
     certs: Path
 
 
-@pytest.fixture(scope="module")
-def tls_broker() -> Iterator[TlsBroker]:
-    """broker/mosquitto.conf with its listener made a TLS listener (as broker/README.md shows)."""
+def start_tls_broker(mutual: bool) -> TlsBroker:
+    """broker/mosquitto.conf with its listener made a TLS listener (as broker/README.md shows);
+    ``mutual``: clients must present a certificate from the same CA."""
     workdir = Path(tempfile.mkdtemp(prefix="pw-mosquitto-tls-"))
     certs = workdir / "certs"
     certs.mkdir()
     make_ca(certs, "ca")
     make_ca(certs, "other-ca")
     make_server_cert(certs, "ca")
+    make_leaf(certs, "ca", "client", "placewatch-ingest", "clientAuth")
+    make_leaf(certs, "other-ca", "stranger", "placewatch-ingest", "clientAuth")
     port = free_port()
     listener = f"listener {port} 127.0.0.1"
+    mtls = f"\ncafile {certs}/ca.crt\nrequire_certificate true" if mutual else ""
     broker = Broker(
         "127.0.0.1",
         port,
         workdir,
         rewrites={
             listener: f"{listener}\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
-            "tls_version tlsv1.2"
+            f"tls_version tlsv1.2{mtls}"
         },
-        files=(certs, certs / "server.crt", certs / "server.key"),
+        files=(certs, certs / "server.crt", certs / "server.key", certs / "ca.crt"),
     )
     broker.start()
+    return TlsBroker(broker, certs)
+
+
+@pytest.fixture(scope="module")
+def tls_broker() -> Iterator[TlsBroker]:
+    b = start_tls_broker(mutual=False)
     try:
-        yield TlsBroker(broker, certs)
+        yield b
     finally:
-        broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        b.broker.stop()
+        shutil.rmtree(b.broker.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mtls_broker() -> Iterator[TlsBroker]:
+    b = start_tls_broker(mutual=True)
+    try:
+        yield b
+    finally:
+        b.broker.stop()
+        shutil.rmtree(b.broker.workdir, ignore_errors=True)
 
 
 def consumer(b: Broker, tls: ssl.SSLContext | None, prefix: str) -> MqttConsumer:
@@ -109,11 +133,15 @@ def consumer(b: Broker, tls: ssl.SSLContext | None, prefix: str) -> MqttConsumer
     return c
 
 
-def publish_tls(b: Broker, ca: Path, topic: str, payload: bytes) -> None:
+def publish_tls(b: Broker, ca: Path, topic: str, payload: bytes, cert: Path | None = None) -> None:
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
     )
-    client.tls_set(ca_certs=str(ca))
+    client.tls_set(
+        ca_certs=str(ca),
+        certfile=str(cert) if cert else None,
+        keyfile=str(cert.with_suffix(".key")) if cert else None,
+    )
     client.connect(b.host, b.port)
     client.loop_start()
     try:
@@ -166,3 +194,38 @@ async def test_plain_client_gets_nothing_from_the_tls_listener(tls_broker: TlsBr
         assert not c.connected
     finally:
         await c.stop()
+
+
+async def test_mutual_tls_the_client_certificate_is_required(mtls_broker: TlsBroker) -> None:
+    """With ``require_certificate true`` ingest connects with a certificate from the broker's
+    CA (PLACEWATCH_MQTT_TLS_CERT_FILE/KEY_FILE) and receives; without one, or with one from
+    another CA, the broker ends the handshake and nothing is received."""
+    b, certs = mtls_broker.broker, mtls_broker.certs
+    prefix = f"pwmtls/{uuid.uuid4().hex[:8]}"
+    ca = str(certs / "ca.crt")
+    good = consumer(
+        b, client_ssl_context(ca, str(certs / "client.crt"), str(certs / "client.key")), prefix
+    )
+    refused = [
+        consumer(b, client_ssl_context(ca), prefix),
+        consumer(
+            b,
+            client_ssl_context(ca, str(certs / "stranger.crt"), str(certs / "stranger.key")),
+            prefix,
+        ),
+    ]
+    try:
+        await asyncio.wait_for(good.subscribed.wait(), 10)
+        await asyncio.to_thread(
+            publish_tls, b, certs / "ca.crt", f"{prefix}/x", b"hi", certs / "client.crt"
+        )
+        async with asyncio.timeout(10):
+            await good.wait_for_messages()
+        [m] = good.take(10)
+        assert (m.topic, m.payload) == (f"{prefix}/x", b"hi")
+        good.ack([m])
+        await asyncio.sleep(1.0)
+        assert not any(c.connected or c.subscribed.is_set() for c in refused)
+    finally:
+        for c in (good, *refused):
+            await c.stop()

@@ -1,6 +1,7 @@
-"""Bad input through a live ingest: ~2,000 seeded random messages (valid envelopes from the real
+"""Bad input through a live ingest: seeded random messages (valid envelopes from the real
 samples, mutated ones, random bytes and JSON, JSON Python reads badly) on The Things Stack,
-ChirpStack, SenML and native topics. Every distinct message must end as its readings or as a
+ChirpStack, SenML and native topics: 2,000 by default, PLACEWATCH_FUZZ_MESSAGES=100000 for the
+run recorded in docs/reliability.md. Every distinct message must end as its readings or as a
 dead letter with a reason, checked message by message against what ``ingest.decode`` says it
 carries; and ingest must still be up.
 
@@ -11,6 +12,7 @@ follows the fix measures its increase from the wrong place).
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -34,7 +36,7 @@ from tests.support.pipeline import Pipeline
 from tests.support.traffic import wait_until
 from tests.support.uplinks import chirpstack_up, new_eui, ttn_uplink
 
-N = 2_000
+N = int(os.environ.get("PLACEWATCH_FUZZ_MESSAGES", "2000"))
 SEED = 20_261_123
 MAX_AGE_S = 366 * 86_400  # ingest's default window, as the oracle applies it
 
@@ -288,8 +290,10 @@ def traffic(rng: random.Random, c: Council, base: datetime) -> list[tuple[str, b
         f"{p.prefix}/{p.council}/bin_fill/n-bin_fill/extra",
     ]
     messages: list[tuple[str, bytes]] = []
+    # 7 s apart, closer in a large run so that all of it stays within the day before now.
+    step = min(7.0, 72_000 / N)
     for i in range(N):
-        when = base + timedelta(seconds=7 * i, microseconds=rng.randrange(1_000_000))
+        when = base + timedelta(seconds=step * i, microseconds=rng.randrange(1_000_000))
         roll = rng.random()
         if roll < 0.05 and messages:  # the same message again (a redelivery, a retry)
             messages.append(rng.choice(messages))
@@ -331,7 +335,9 @@ def test_random_messages_are_each_stored_or_dead_lettered(pipe: Pipeline) -> Non
     started = time.time()
     pipe.publish(messages)
     wait_until(
-        lambda: ingest.metric("placewatch_ingest_acked_total") >= len(messages), 60, "all acked"
+        lambda: ingest.metric("placewatch_ingest_acked_total") >= len(messages),
+        max(60, len(messages) / 200),
+        "all acked",
     )
     finished = time.time()
     assert ingest.alive(), ingest.log_tail()
@@ -382,6 +388,10 @@ def test_random_messages_are_each_stored_or_dead_lettered(pipe: Pipeline) -> Non
     for (topic, payload), sha in zip(distinct, shas, strict=True):
         out = decode(Message(topic, payload, 0, False, started, 0), options)
         letter = letters.get(sha)
+        if isinstance(out, Rejected) and letter is None and out.reason == "future_timestamp":
+            # Near the future limit a message refused at `started` is accepted on receipt, up
+            # to a minute later in a large run: ask what it carries as of the end instead.
+            out = decode(Message(topic, payload, 0, False, finished, 0), options)
         if letter is not None:
             reason, detail = letter
             assert reason and detail, (topic, letter)
@@ -445,6 +455,9 @@ def test_random_messages_are_each_stored_or_dead_lettered(pipe: Pipeline) -> Non
     # Both paths carried real weight, and SenML packs stored more than one reading.
     assert outcomes["dead letter"] > 300 and outcomes["stored"] > 500, outcomes
     assert outcomes["readings"] > outcomes["stored"], outcomes
+    # The record (pytest -s) for docs/reliability.md.
+    print(f"\nfuzz: {len(messages)} messages, {len(distinct)} distinct, {dict(outcomes)},")
+    print(f"in {finished - started:.1f} s; dead-letter reasons: {dict(reasons.most_common())}")
 
 
 # --- counters and refused uplinks -----------------------------------------------------------

@@ -3,14 +3,17 @@ signed with another key or for another purpose is invalid, and a missing secret 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from notify.links import (
     _SALT,
@@ -170,3 +173,22 @@ def test_missing_secret_is_an_error_everywhere() -> None:
     ):
         with pytest.raises(LinkSecretMissing, match="PLACEWATCH_LINK_SECRET"):
             use()
+
+
+@pytest.mark.parametrize("value", ["", "   ", "short-secret"])
+def test_an_empty_or_short_secret_is_refused_when_settings_are_read(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACEWATCH_LINK_SECRET", value)
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings()
+    result = subprocess.run(
+        [sys.executable, "-m", "placewatch", "notify"],
+        env={**os.environ, "PLACEWATCH_LINK_SECRET": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "PLACEWATCH_LINK_SECRET must be at least 16 characters" in result.stderr
+    assert "Traceback" not in result.stderr
