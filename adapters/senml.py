@@ -4,8 +4,10 @@ Records are resolved as the RFC says: name = base name + name, time = base time 
 result below 2**28 is relative to the time of receipt), value = base value + value, unit = unit
 or base unit. The device is the resolved name up to its last ``:`` or ``/`` (``bn`` is
 ``"{device}:"``, or ``"urn:dev:eui:{dev eui}:"``), the field is the rest; a topic that names the
-device lets records carry bare field names. One uplink per (device, time). A pack with a
-must-understand field (a name ending in "_", RFC 8428 §4.4) or with no value at all is refused.
+device lets records carry bare field names, and a record there naming another device is refused
+(each device's broker login may write only its own topic). One uplink per (device, time). A
+pack with a must-understand field (a name ending in "_", RFC 8428 §4.4) or with no value at all
+is refused.
 CBOR packs are not read here (dead-lettered as invalid JSON, kept for replay once they are).
 """
 
@@ -108,6 +110,14 @@ def _split(name: str, topic_device: str | None, i: int) -> tuple[str, str]:
             "missing_field",
             f'[{i}]: name {name!r} names no device (use bn "<device>:" or a '
             "…/senml/<device> topic)",
+        )
+    if topic_device is not None and device != topic_device:
+        # A device's broker login may write only its own …/senml/<device> topic: a pack there
+        # must not speak for another device (or the per-device ACL would mean nothing).
+        raise EnvelopeError(
+            "invalid_value",
+            f"[{i}]: name {short_repr(name)} names device {short_repr(device)}, but the topic "
+            f"is device {topic_device!r}'s: on …/senml/<device> use bare field names",
         )
     return device, field
 

@@ -9,10 +9,11 @@ Writes, into one directory, the files a Mosquitto 2.0 broker reads (``password_f
     both base64; 101 iterations, mosquitto_passwd's default). Checked against a file made by
     ``mosquitto_passwd`` and against a real broker in tests/broker/.
 ``acl``
-    One ``user`` block per account. A device user may write only its own topic
-    ``{prefix}/{council}/{kind}/{device}`` and read nothing; ``placewatch-ingest`` may read the
-    reading topics and the network server uplink topics and write nothing; optional service
-    users (simulator, broker healthcheck, network server bridge) as in broker/compose/acl.
+    One ``user`` block per account. A device user may write only its own topics
+    ``{prefix}/{council}/{kind}/{device}`` and ``{prefix}/{council}/senml/{device}`` (where
+    ingest refuses records naming another device) and read nothing; ``placewatch-ingest`` may
+    read the reading topics and the network server uplink topics and write nothing; optional
+    service users (simulator, broker healthcheck, network server bridge) as in broker/compose/acl.
 ``credentials-<UTC time>.csv`` (mode 0600, only when passwords were made)
     The plain passwords made by this run, for provisioning devices and services. They are
     written nowhere else and cannot be recovered from ``passwd``: hand them over, then delete
@@ -122,6 +123,11 @@ def device_topic(prefix: str, device: DeviceRow) -> str:
     return f"{prefix}/{device.council_id}/{device.kind}/{device.device_id}"
 
 
+def senml_topic(prefix: str, device: DeviceRow) -> str:
+    # ingest refuses a pack on this topic that names another device (adapters/senml.py).
+    return f"{prefix}/{device.council_id}/senml/{device.device_id}"
+
+
 @dataclass(frozen=True)
 class Account:
     username: str
@@ -169,7 +175,8 @@ def accounts(devices: Iterable[DeviceRow], options: AclOptions) -> list[Account]
         if name in seen:
             raise AclError(f"user {name!r} twice")
         seen.add(name)
-        out.append(Account(name, "device", write=(device_topic(prefix, d),), device=d))
+        topics = (device_topic(prefix, d), senml_topic(prefix, d))
+        out.append(Account(name, "device", write=topics, device=d))
     return out
 
 

@@ -194,10 +194,7 @@ def test_urn_dev_eui_names_give_a_dev_eui() -> None:
 def test_a_topic_that_names_the_device_allows_bare_names() -> None:
     u = one([{"bt": T0, "n": "level_m", "u": "m", "v": 1.5}], device="gauge-7")
     assert (u.device_name, u.fields) == ("gauge-7", {"level_m": {"value": 1.5, "unit": "m"}})
-    # A name that carries its device wins over the topic's.
-    assert one([{"bn": "gauge-8:", "bt": T0, "n": "x", "v": 1}], device="gauge-7").device_name == (
-        "gauge-8"
-    )
+    # A name that carries another device is refused there (test_a_device_topic_speaks_...).
     # Names with slashes: the device is everything before the last one.
     u = one([{"bn": "site/gauge-9/", "bt": T0, "n": "level_m", "v": 1}])
     assert (u.device_name, list(u.fields)) == ("site/gauge-9", ["level_m"])
@@ -338,6 +335,26 @@ def test_routing_by_topic(topic: str, device: str | None) -> None:
     assert uplinks is not None and len(uplinks) == 1
     assert uplinks[0].council_id == "sutton"
     assert uplinks[0].device_name == (device or "g")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [{"bn": "gauge-8:", "bt": T0, "n": "x", "v": 1}],
+        [{"bt": T0, "n": "x", "v": 1}, {"n": "gauge-8:x", "v": 2}],
+        [{"bn": "urn:dev:eui:0011223344556677:", "bt": T0, "n": "x", "v": 1}],
+    ],
+    ids=["base-name", "second-record", "eui-urn"],
+)
+def test_a_device_topic_speaks_for_its_device_only(names: list[dict[str, object]]) -> None:
+    with pytest.raises(EnvelopeError) as exc:
+        adapt("pw/sutton/senml/gauge-7", json.dumps(names).encode(), "pw", RECEIVED)
+    assert exc.value.reason == "invalid_value"
+    assert "gauge-7" in exc.value.detail and "bare field names" in exc.value.detail
+    # Naming the topic's own device is fine.
+    pack = [{"bn": "gauge-7:", "bt": T0, "n": "x", "v": 1}]
+    [u] = adapt("pw/sutton/senml/gauge-7", json.dumps(pack).encode(), "pw", RECEIVED) or []
+    assert u.device_name == "gauge-7"
 
 
 @pytest.mark.parametrize(

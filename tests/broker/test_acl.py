@@ -83,10 +83,11 @@ def test_user_names_and_acl() -> None:
     assert blocks[2].splitlines() == [
         "user camden/gauge%3A7",
         "topic write pw/camden/flood_level/gauge:7",
+        "topic write pw/camden/senml/gauge:7",
     ]
-    # Devices only write, and only their own topic; nobody but ingest reads.
+    # Devices only write, and only their own topics; nobody but ingest reads.
     assert gen.acl.count("topic read") == 3
-    assert gen.acl.count("topic write") == 3
+    assert gen.acl.count("topic write") == 6
     for line in gen.passwd.splitlines():
         assert line.count(":") == 1  # the user name ends at the first ':' in Mosquitto's parser
 

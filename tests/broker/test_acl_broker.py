@@ -133,11 +133,15 @@ async def test_device_publishes_only_its_own_topic(
             f"{PREFIX}/leeds/bin_fill/{DEVICE_A.device_id}",  # another council
             f"{TOPIC_A}/extra",
             "v3/app@ttn/devices/x/up",
+            f"{PREFIX}/camden/senml",  # the council's SenML topic: for bridges, not devices
+            f"{PREFIX}/camden/senml/{DEVICE_B.device_id}",
         ):
             assert await asyncio.to_thread(a.publish, other, b"elsewhere") == NOT_AUTHORIZED
+        own_senml = f"{PREFIX}/camden/senml/{DEVICE_A.device_id}"
+        assert await asyncio.to_thread(a.publish, own_senml, b"own senml") == 0
         assert await asyncio.to_thread(a.publish, TOPIC_A, b"own") == 0
         got = await received(ingest, b"own")
-        assert got == [(TOPIC_A, b"own")]
+        assert got == [(own_senml, b"own senml"), (TOPIC_A, b"own")]
     finally:
         a.close()
 
