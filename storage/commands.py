@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -86,12 +87,16 @@ def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
 def _retention(args: argparse.Namespace, settings: Settings) -> int:
     from storage import retention
 
-    results = retention.run_sync(
-        settings.database_url,
-        settings.retention_days,
-        batch=settings.retention_batch,
-        budget_s=args.budget,
-        dry_run=args.dry_run,
-    )
+    try:
+        results = retention.run_sync(
+            settings.database_url,
+            settings.retention_days,
+            batch=settings.retention_batch,
+            budget_s=args.budget,
+            dry_run=args.dry_run,
+        )
+    except retention.RetentionError as exc:
+        print(f"placewatch storage retention: {exc}", file=sys.stderr)
+        return 2
     print(retention.describe(results, dry_run=args.dry_run))
     return 0 if all(r.done for r in results) else 3

@@ -65,10 +65,29 @@ async def policies(conn: AsyncConnection[Any]) -> dict[str, timedelta]:
     return {str(c): k for c, k in await cur.fetchall()}
 
 
+class RetentionError(ValueError):
+    pass
+
+
+def check_rollups_outlive_raw(periods: Mapping[str, timedelta]) -> None:
+    """An hourly roll-up kept for less time than its raw readings would lose hours whose raw
+    rows still exist (the roll-up view reads raw rows only after its watermark)."""
+    for kind in ("bin_fill", "air_quality", "flood_level", "home_activity"):
+        raw, hourly = periods.get(kind), periods.get(f"{kind}_hourly")
+        if raw is not None and hourly is not None and hourly < raw:
+            raise RetentionError(
+                f"{kind}_hourly would be kept {hourly.days} days, less than {kind}'s "
+                f"{raw.days}: keep a roll-up at least as long as its readings"
+            )
+
+
 async def apply_periods(conn: AsyncConnection[Any], days: Mapping[str, int]) -> list[str]:
     """Write the configured periods (owner only); returns the classes whose period changed.
     Classes the database does not list (the readings on TimescaleDB) are reported, not added."""
     current = await policies(conn)
+    check_rollups_outlive_raw(
+        {**current, **{c: timedelta(days=n) for c, n in days.items() if c in current}}
+    )
     changed = []
     for data_class, n in sorted(days.items()):
         if data_class not in current:
@@ -104,9 +123,14 @@ async def purge(
     budget_s: float = 10.0,
     dry_run: bool = False,
     classes: list[str] | None = None,
+    wait_for_lock: bool = False,
 ) -> list[ClassResult]:
     """Delete expired rows of each class (``conn`` in autocommit mode), a batch per
-    transaction, until none is left or ``budget_s`` has passed."""
+    transaction, until none is left or ``budget_s`` has passed. A worker skips a class while
+    another deletes; ``wait_for_lock`` (the command) waits for that batch instead."""
+    lock = (
+        "true FROM pg_advisory_xact_lock(%s)" if wait_for_lock else "pg_try_advisory_xact_lock(%s)"
+    )
     started = time.monotonic()
     results = []
     for data_class, keep in (await policies(conn)).items():
@@ -128,7 +152,7 @@ async def purge(
                 res.done = False
                 break
             async with conn.transaction():
-                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK,))
+                cur = await conn.execute(f"SELECT {lock}".encode(), (_LOCK,))
                 got = await cur.fetchone()
                 if not (got and got[0]):
                     res.done = False
@@ -186,6 +210,8 @@ def run_sync(
             else:
                 for data_class in await apply_periods(conn, days):
                     log.info("retention period of %s recorded", data_class)
-            return await purge(conn, batch=batch, budget_s=budget_s, dry_run=dry_run)
+            return await purge(
+                conn, batch=batch, budget_s=budget_s, dry_run=dry_run, wait_for_lock=True
+            )
 
     return asyncio.run(run())

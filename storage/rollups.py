@@ -343,14 +343,20 @@ async def _invalidated(
     conn: AsyncConnection[Any], r: Rollup, watermark: datetime, out: RefreshResult
 ) -> int:
     """Recompute the materialised hours the log says changed; returns the devices concerned."""
+    # Hours before the raw retention cut-off keep what was materialised: their raw rows may be
+    # gone (migration 0008), so a late reading there must not recompute them from what is left.
     cur = await conn.execute(
         f"""WITH taken AS (DELETE FROM rollup_invalidations WHERE relation = %(rel)s
-                           RETURNING council_id, device_id, lowest, highest)
-            SELECT council_id, device_id, date_bin('1 hour', min(lowest), {ORIGIN}),
+                           RETURNING council_id, device_id, lowest, highest),
+                 spans AS (
+            SELECT council_id, device_id,
+                   greatest(date_bin('1 hour', min(lowest), {ORIGIN}),
+                            placewatch_retention_cutoff(%(src)s)) AS lo,
                    least(date_bin('1 hour', max(highest), {ORIGIN}) + interval '1 hour',
-                         %(wm)s)
-            FROM taken WHERE lowest < %(wm)s GROUP BY 1, 2 ORDER BY 1, 2""".encode(),
-        {"rel": r.relation, "wm": watermark},
+                         %(wm)s) AS hi
+            FROM taken WHERE lowest < %(wm)s GROUP BY 1, 2)
+            SELECT * FROM spans WHERE lo < hi ORDER BY 1, 2""".encode(),
+        {"rel": r.relation, "wm": watermark, "src": r.source},
     )
     spans = await cur.fetchall()
     if not spans:
@@ -395,8 +401,14 @@ async def _aggregate(conn: AsyncConnection[Any], r: Rollup, start: datetime, end
 async def _recompute(
     conn: AsyncConnection[Any], r: Rollup, since: datetime, watermark: datetime, step: timedelta
 ) -> int:
-    """Recompute every materialised hour from ``since`` to the watermark, a step at a time."""
-    start = await _one(conn, f"SELECT date_bin('1 hour', %s::timestamptz, {ORIGIN})", (since,))
+    """Recompute every materialised hour from ``since`` (or the raw retention cut-off, if
+    later: see :func:`_invalidated`) to the watermark, a step at a time."""
+    start = await _one(
+        conn,
+        f"""SELECT greatest(date_bin('1 hour', %s::timestamptz, {ORIGIN}),
+                            placewatch_retention_cutoff(%s))""",
+        (since, r.source),
+    )
     written = 0
     while start < watermark:
         end = min(watermark, start + step)

@@ -7,7 +7,8 @@
 -- migrate, teams, devices, keys, replay, storage, rules backtest) run as the owner, as before.
 -- No service role may create, alter, drop or truncate anything, or read what its work does not
 -- need: webhook secrets and URLs are the dispatcher's, API key hashes and the access audit the
--- API's, raw home activity the care rules' (ingest writes it), and nobody may UPDATE or DELETE
+-- API's, raw home activity the care rules' (ingest writes it, and reads it only because its
+-- staging tables are LIKE the reading tables), and nobody may UPDATE or DELETE
 -- the access audit (retention deletes it, through a function that runs as the owner).
 
 -- Retention ----------------------------------------------------------------------------------
@@ -125,6 +126,12 @@ BEGIN
 END
 $$;
 
+-- So that finding what expired reads an index, not the whole table (a run with nothing to do
+-- reads a few pages).
+CREATE INDEX dead_letters_last_received ON dead_letters (last_received_at);
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (created_at)
+    WHERE state <> 'pending';
+
 -- Functions are executable by PUBLIC unless revoked.
 REVOKE ALL ON FUNCTION placewatch_retention_cutoff(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION placewatch_retention_purge(text, integer) FROM PUBLIC;
@@ -171,7 +178,8 @@ BEGIN
         GRANT INSERT (council_id, device_id, kind, model, dev_eui, status, properties)
               ON devices TO placewatch_ingest;
         GRANT UPDATE (first_seen, last_seen, last_reading_at) ON devices TO placewatch_ingest;
-        GRANT SELECT ON network_applications TO placewatch_ingest;
+        -- Network server and SenML uplinks are mapped by the device models (stored ones too).
+        GRANT SELECT ON network_applications, device_models TO placewatch_ingest;
         GRANT SELECT, INSERT, UPDATE ON device_counters TO placewatch_ingest;
         -- Adds and counts dead letters; never reads another message's payload.
         GRANT INSERT ON dead_letters TO placewatch_ingest;

@@ -126,6 +126,45 @@ def test_old_readings_go_in_batches_and_the_rollups_keep_their_hours(
     assert all(r.deleted == 0 for r in again.values())
 
 
+def test_a_late_reading_older_than_retention_leaves_the_purged_hours_alone(
+    db: Conn, fresh_database: str, flavour: Flavour
+) -> None:
+    """A hub uploading its buffer: one statement with a reading past raw retention and one
+    recent. The roll-up's recompute span must not reach the purged hours (whose raw rows are
+    gone), nor must a refresh --since from before the cut-off."""
+    if flavour is not Flavour.POSTGRES:
+        pytest.skip("plain PostgreSQL: TimescaleDB's policies drop the chunks")
+    now = _now(db)
+    _home(db, now - timedelta(days=150), 12, timedelta(minutes=10))
+    _home(db, now - timedelta(days=2), 12, timedelta(minutes=10))
+    refresh_sync(fresh_database, wait=True)
+    _purge(fresh_database, batch=100)
+    assert _count(db, "SELECT count(*) FROM home_activity") == 12
+    before = _hourly(db, "home_activity_hourly")
+    old_hours = [h for h in before if h[0] < now - timedelta(days=90)]
+    assert len(old_hours) >= 2
+
+    db.execute(
+        """INSERT INTO home_activity (time, council_id, device_id, resident_id, sensor,
+                                      motion_count, received_at)
+           VALUES (%(old)s, %(c)s, 'home-1', 'r-1', 'motion', 5, now()),
+                  (%(new)s, %(c)s, 'home-1', 'r-1', 'motion', 5, now())""",
+        {
+            "old": now - timedelta(days=200),
+            "new": now - timedelta(days=2, minutes=-7),
+            "c": COUNCIL,
+        },
+    )
+    refresh_sync(fresh_database, wait=True)
+    after = _hourly(db, "home_activity_hourly")
+    assert [h for h in after if h[0] < now - timedelta(days=90)] == old_hours
+    assert sum(h[-1] for h in after) == sum(h[-1] for h in before) + 1  # the recent one counts
+    refresh_sync(fresh_database, since=now - timedelta(days=365), wait=True)
+    assert [h for h in _hourly(db, "home_activity_hourly") if h[0] < now - timedelta(days=90)] == (
+        old_hours
+    )
+
+
 def test_an_ordinary_deletion_is_still_logged(
     db: Conn, fresh_database: str, flavour: Flavour
 ) -> None:
@@ -297,3 +336,23 @@ def test_periods_match_timescaledbs_policies(db: Conn, flavour: Flavour) -> None
             ).fetchall()
         )
         assert jobs.get("home_activity") == "90 days"
+
+
+def test_a_rollup_kept_shorter_than_its_readings_is_refused(
+    db: Conn, fresh_database: str, flavour: Flavour
+) -> None:
+    if flavour is not Flavour.POSTGRES:
+        pytest.skip("on TimescaleDB the readings' and roll-ups' periods are its policies")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLACEWATCH_")}
+    env.update(
+        PLACEWATCH_DATABASE_URL=fresh_database,
+        PLACEWATCH_RETENTION_DAYS='{"bin_fill_hourly": 365}',  # raw bin_fill: 3 years
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "placewatch", "storage", "retention"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "bin_fill_hourly would be kept 365 days, less than bin_fill's 1095" in out.stderr
+    keep = db.execute("SELECT keep FROM retention_policies WHERE data_class = 'bin_fill_hourly'")
+    assert keep.fetchone() != (timedelta(days=365),)

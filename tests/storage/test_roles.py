@@ -164,21 +164,26 @@ def test_every_service_works_under_its_own_role(
 
                 # ingest stores a reading from the broker; the worker raises and escalates an
                 # alert; the dispatcher delivers it.
-                now = datetime.now(UTC).isoformat()
+                now = datetime.now(UTC)
+                # A SenML pack too: uplinks (SenML, TTN, ChirpStack) go through the device
+                # models, which ingest must be able to read.
+                senml = [{"bt": now.timestamp() - 60, "n": "level_m", "u": "m", "v": 1.2}]
                 admin.publish(
                     [
                         admin.reading(
-                            "home_activity", "home-1", time=now, sensor="motion", motion_count=2
+                            "home_activity", "home-1", time=now.isoformat(), sensor="motion",
+                            motion_count=2,
                         ),
-                        admin.reading("flood_level", "gauge-1", time=now, level_m=1.6),
+                        (f"{prefix}/{council}/senml/gauge-1", json.dumps(senml).encode()),
+                        admin.reading("flood_level", "gauge-1", time=now.isoformat(), level_m=1.6),
                     ]
-                )
+                )  # fmt: skip
 
                 def events() -> list[str]:
                     return [e["event"]["type"] for e in receiver.events()]
 
                 _wait(lambda: "alert.escalated" in events(), 40, "opened and escalated", procs)
-                assert admin.scalar("SELECT count(*) FROM flood_level") == 1
+                assert admin.scalar("SELECT count(*) FROM flood_level") == 2
                 _wait(
                     lambda: admin.scalar("SELECT resident_id FROM home_activity") == "res-1",
                     10,
