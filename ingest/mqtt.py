@@ -21,6 +21,15 @@ broker resends every unacknowledged message of the session (DUP set) and may reu
 an ack for an old generation is dropped rather than risk acknowledging a different message. The
 old copies are still stored (after a broker crash they may exist nowhere else); the resent copies
 are stored idempotently and acknowledged.
+
+MQTT 3.1.1: unless ``MqttOptions.protocol`` pins a version, the first connection is preceded by
+a probe (``wire.probe_packet``, a throwaway clean session): a broker that refuses MQTT 5
+("unacceptable protocol version", as amqtt, the embedded broker, does) is then spoken to in
+3.1.1, and so is one that refuses our MQTT 5 CONNECT that way later.
+The contract is the same: no clean session, QoS 1, PUBACK only after the commit. What 3.1.1 lacks
+is only advisory here: without Receive Maximum the broker does not know our window, so the window
+is the message and byte limits above (pause reading, TCP pushes back) plus the broker's own
+in-flight limit; without session expiry the broker keeps the session as long as it likes.
 """
 
 from __future__ import annotations
@@ -44,6 +53,10 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 10.0
 
 class _RefusedError(Exception):
     """The broker answered CONNECT with a failure reason (bad credentials, not authorised...)."""
+
+
+class _DowngradeError(Exception):
+    """The broker refused MQTT 5: connect again at once with 3.1.1."""
 
 
 @dataclass(slots=True)  # not frozen: frozen dataclasses cost more to build, one per message
@@ -71,6 +84,9 @@ class MqttOptions:
     # TLS (``client_ssl_context``); None for plain TCP. The broker's certificate must name
     # ``host`` (checked against ``server_hostname``).
     tls: ssl.SSLContext | None = None
+    # CONNECT protocol level: 5 or 4 (3.1.1); None: 5, and 3.1.1 if the broker refuses 5
+    # (``wire.protocol_level`` reads the setting's "5", "3.1.1" or "auto").
+    protocol: int | None = None
 
 
 def client_ssl_context(
@@ -176,7 +192,9 @@ class _Connection(asyncio.Protocol):
         if qos:
             mid = int.from_bytes(body[pos : pos + 2], "big")
             pos += 2
-        if body[pos] == 0:  # no properties: what devices send
+        if self.consumer.level < wire.MQTT_5:
+            props_len = 0  # 3.1.1 has no properties
+        elif body[pos] == 0:  # no properties: what devices send
             props_len, pos = 0, pos + 1
         else:
             got = wire.read_varint(body, pos)
@@ -226,6 +244,8 @@ class MqttConsumer:
         self.suback: asyncio.Future[list[int]] | None = None  # the SUBACK awaited
         self.connected = False
         self.subscribed = asyncio.Event()
+        self.level = options.protocol or wire.MQTT_5  # the protocol level of the connection
+        self._probed = options.protocol is not None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -339,7 +359,7 @@ class MqttConsumer:
         kind = first & 0xF0
         conn = self._conn
         if kind == wire.CONNACK and conn is not None and not conn.connack.done():
-            connack = wire.parse_connack(body)
+            connack = wire.parse_connack(body, self.level)
             if connack.reason < 0x80:
                 # Now, not when _session resumes: resent messages may follow in the same chunk
                 # and must carry the new generation to be acknowledged.
@@ -347,7 +367,7 @@ class MqttConsumer:
                 self.connected = True
             conn.connack.set_result(connack)
         elif kind == wire.SUBACK and self.suback is not None and not self.suback.done():
-            self.suback.set_result(wire.parse_suback(body)[1])
+            self.suback.set_result(wire.parse_suback(body, self.level)[1])
         elif kind == wire.DISCONNECT:
             log.warning(
                 "the broker closed the connection: %s",
@@ -369,6 +389,14 @@ class MqttConsumer:
                 await self._session()
                 delay = RECONNECT_MIN_S
                 failing = False
+            except _DowngradeError:
+                log.warning(
+                    "the broker at %s:%s refused MQTT 5: using MQTT 3.1.1",
+                    self._opt.host,
+                    self._opt.port,
+                )
+                self.level = wire.MQTT_311
+                continue
             except _RefusedError as exc:
                 log.error("broker refused connection: %s", exc)
             except ssl.SSLError as exc:  # before OSError, its base: a setup fault, not a blip
@@ -404,6 +432,9 @@ class MqttConsumer:
     async def _session(self) -> None:
         """Connect, subscribe, and keep the connection alive until it closes."""
         o = self._opt
+        if not self._probed:
+            self.level = await self._probe()
+            self._probed = True
         _, conn = await asyncio.wait_for(
             self._loop.create_connection(
                 lambda: _Connection(self),
@@ -424,9 +455,12 @@ class MqttConsumer:
                     o.receive_maximum,
                     o.username,
                     o.password,
+                    self.level,
                 )
             )
             connack = await asyncio.wait_for(asyncio.shield(conn.connack), CONNECT_TIMEOUT_S)
+            if connack.reason == 0x84 and self.level >= wire.MQTT_5 and o.protocol is None:
+                raise _DowngradeError
             if connack.reason >= 0x80:
                 detail = f" ({connack.reason_string})" if connack.reason_string else ""
                 raise _RefusedError(f"{wire.reason_text(connack.reason)}{detail}")
@@ -437,10 +471,11 @@ class MqttConsumer:
                     o.client_id,
                 )
             log.info(
-                "connected to %s:%s as %s (session present: %s)",
+                "connected to %s:%s as %s with MQTT %s (session present: %s)",
                 o.host,
                 o.port,
                 o.client_id,
+                "5" if self.level >= wire.MQTT_5 else "3.1.1",
                 connack.session_present,
             )
             keepalive = connack.server_keepalive_s or o.keepalive_s
@@ -454,11 +489,45 @@ class MqttConsumer:
             if conn.transport is not None and not conn.closed.done():
                 conn.transport.abort()
 
+    async def _probe(self) -> int:
+        """MQTT 5, unless the broker refuses it as an unacceptable protocol version."""
+        o = self._opt
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                o.host, o.port, ssl=o.tls, server_hostname=o.host if o.tls is not None else None
+            ),
+            CONNECT_TIMEOUT_S,
+        )
+        try:
+            writer.write(wire.probe_packet(f"{o.client_id}-probe", o.username, o.password))
+            try:
+                head = await asyncio.wait_for(reader.readexactly(4), CONNECT_TIMEOUT_S)
+            except asyncio.IncompleteReadError:
+                raise ConnectionError("the broker closed the connection") from None
+            with contextlib.suppress(OSError):
+                writer.write(wire.DISCONNECT_PACKET)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        if head[0] & 0xF0 == wire.CONNACK and head[3] == 0x01:
+            log.info("the broker at %s:%s refuses MQTT 5: using MQTT 3.1.1", o.host, o.port)
+            return wire.MQTT_311
+        return wire.MQTT_5
+
     async def _subscribe(self, conn: _Connection) -> None:
         # Subscribing again on a resumed session is harmless and repairs a lost subscription.
         self.suback = self._loop.create_future()
-        conn.write(wire.subscribe_packet(1, self._opt.topics))
-        reasons = await asyncio.wait_for(asyncio.shield(self.suback), CONNECT_TIMEOUT_S)
+        conn.write(wire.subscribe_packet(1, self._opt.topics, self.level))
+        # amqtt answers a resumed session's SUBSCRIBE only once the messages queued for it are
+        # all acknowledged (our commits): wait on while packets keep coming or we hold some.
+        while True:
+            try:
+                reasons = await asyncio.wait_for(asyncio.shield(self.suback), CONNECT_TIMEOUT_S)
+                break
+            except TimeoutError:
+                if not conn.paused and time.monotonic() - conn.last_read > CONNECT_TIMEOUT_S:
+                    raise
         topics = ", ".join(self._opt.topics)
         if any(r >= 0x80 for r in reasons):
             log.error(

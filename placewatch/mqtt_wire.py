@@ -1,9 +1,16 @@
-"""MQTT 5 packet encoding and parsing (OASIS MQTT 5.0, section 3) for our two lean clients.
+"""MQTT packet encoding and parsing (OASIS MQTT 5.0, section 3, and MQTT 3.1.1) for our two
+lean clients.
 
 ``ingest.mqtt`` (the QoS 1 subscriber) sends CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT
 and reads CONNACK, SUBACK, PUBLISH, PINGRESP and DISCONNECT; ``simulators.wire`` (the load
 publisher) shares the encoding. Pure functions over bytes, tested without a broker; both clients
-are tested against a real Mosquitto.
+are tested against a real Mosquitto, and against amqtt (the embedded broker, 3.1.1 only).
+
+MQTT 5 is the protocol placewatch is built for. 3.1.1 (protocol level 4) is the fallback for
+brokers that refuse 5, such as amqtt: the packets are the same without properties, so there is
+no Receive Maximum and no session expiry (a session without clean start lasts until the broker
+drops it), and CONNACK and SUBACK carry 3.1.1 return codes, which ``parse_connack`` and
+``parse_suback`` map to the MQTT 5 reason codes so callers check one set.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from dataclasses import dataclass
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 0x10, 0x20, 0x30, 0x40
 SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 0x82, 0x90, 0xC0, 0xD0, 0xE0
+
+MQTT_5, MQTT_311 = 5, 4  # protocol levels in CONNECT
 
 PINGREQ_PACKET = bytes((PINGREQ, 0))
 DISCONNECT_PACKET = bytes((DISCONNECT, 0))  # normal disconnection; the session is kept
@@ -41,6 +50,19 @@ REASONS = {
     0x9F: "connection rate exceeded", 0xA1: "subscription identifiers not supported",
     0xA2: "wildcard subscriptions not supported",
 }  # fmt: skip
+
+
+# MQTT 3.1.1 CONNACK return codes → the MQTT 5 reason codes that mean the same.
+_V311_CONNACK = {1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87}
+
+
+def protocol_level(name: str) -> int | None:
+    """A protocol setting ("5", "3.1.1", "auto") as a CONNECT level; None for auto."""
+    levels = {"5": MQTT_5, "5.0": MQTT_5, "3.1.1": MQTT_311, "4": MQTT_311, "auto": None}
+    try:
+        return levels[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"MQTT protocol {name!r}: use 5, 3.1.1 or auto") from None
 
 
 class ProtocolError(Exception):
@@ -91,14 +113,20 @@ def connect_packet(
     receive_maximum: int,
     username: str | None = None,
     password: str | None = None,
+    level: int = MQTT_5,
 ) -> bytes:
-    """CONNECT without clean start: resume the persistent session if the broker has it."""
+    """CONNECT without clean start: resume the persistent session if the broker has it.
+
+    With ``level`` 4 (3.1.1) there are no properties: the session expiry and the window are not
+    sent (the broker keeps the session until it drops it; the window is ours alone)."""
     flags = (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    props = struct.pack(
-        "!BIBH", _SESSION_EXPIRY, session_expiry_s, RECEIVE_MAXIMUM, receive_maximum
-    )
-    body = string("MQTT") + bytes((5, flags)) + struct.pack("!H", keepalive_s)
-    body += varint(len(props)) + props + string(client_id)
+    body = string("MQTT") + bytes((level, flags)) + struct.pack("!H", keepalive_s)
+    if level >= MQTT_5:
+        props = struct.pack(
+            "!BIBH", _SESSION_EXPIRY, session_expiry_s, RECEIVE_MAXIMUM, receive_maximum
+        )
+        body += varint(len(props)) + props
+    body += string(client_id)
     if username is not None:
         body += string(username)
     if password is not None:
@@ -106,10 +134,27 @@ def connect_packet(
     return _packet(CONNECT, body)
 
 
-def subscribe_packet(packet_id: int, topics: tuple[str, ...]) -> bytes:
-    """QoS 1; retained messages only on a new subscription (a resumed one has had them)."""
-    options = 0x01 | 0x10
-    body = struct.pack("!H", packet_id) + varint(0)
+def probe_packet(client_id: str, username: str | None = None, password: str | None = None) -> bytes:
+    """An MQTT 5 CONNECT with clean start and no properties, to learn which protocol a broker
+    speaks: a 3.1.1-only broker answers CONNACK return code 1, "unacceptable protocol version".
+
+    Not our real CONNECT: amqtt reads a CONNECT field by field as 3.1.1 before it checks the
+    level, takes the properties' first bytes for the client id's length and waits for that many
+    bytes (about 2 kB for ours) that never come. With no properties it reads to the end."""
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    body = string("MQTT") + bytes((MQTT_5, flags, 0, 0, 0)) + string(client_id)
+    if username is not None:
+        body += string(username)
+    if password is not None:
+        body += string(password.encode())
+    return _packet(CONNECT, body)
+
+
+def subscribe_packet(packet_id: int, topics: tuple[str, ...], level: int = MQTT_5) -> bytes:
+    """QoS 1; with MQTT 5, retained messages only on a new subscription (a resumed one has had
+    them). 3.1.1 has no such option (and no properties)."""
+    options = 0x01 | 0x10 if level >= MQTT_5 else 0x01
+    body = struct.pack("!H", packet_id) + (varint(0) if level >= MQTT_5 else b"")
     body += b"".join(string(t) + bytes((options,)) for t in topics)
     return _packet(SUBSCRIBE, body)
 
@@ -161,26 +206,35 @@ def parse_properties(body: bytes, pos: int) -> tuple[dict[int, int | str], int]:
     return out, end
 
 
-def parse_connack(body: bytes) -> Connack:
+def parse_connack(body: bytes, level: int = MQTT_5) -> Connack:
+    """A 3.1.1 return code (1-5) becomes the MQTT 5 reason code meaning the same, also when we
+    sent an MQTT 5 CONNECT: a broker that knows only 3.1.1 refuses it with return code 1,
+    "unacceptable protocol version", which is 0x84 here."""
     if len(body) < 2:
         raise ProtocolError("CONNACK too short")
-    props, _ = parse_properties(body, 2) if len(body) > 2 else ({}, 2)
+    props: dict[int, int | str] = {}
+    if level >= MQTT_5 and len(body) > 2:
+        props, _ = parse_properties(body, 2)
     keepalive = props.get(_SERVER_KEEP_ALIVE)
     reason_string = props.get(_REASON_STRING)
+    reason = body[1]
+    if 0 < reason < 0x80:  # never an MQTT 5 CONNACK reason
+        reason = _V311_CONNACK.get(reason, 0x80)
     return Connack(
         session_present=bool(body[0] & 1),
-        reason=body[1],
+        reason=reason,
         server_keepalive_s=keepalive if isinstance(keepalive, int) else None,
         reason_string=reason_string if isinstance(reason_string, str) else None,
     )
 
 
-def parse_suback(body: bytes) -> tuple[int, list[int]]:
-    """(packet id, one reason code per topic filter)."""
+def parse_suback(body: bytes, level: int = MQTT_5) -> tuple[int, list[int]]:
+    """(packet id, one reason code per topic filter); 3.1.1's failure (0x80) is "unspecified
+    error" in MQTT 5 too."""
     if len(body) < 3:
         raise ProtocolError("SUBACK too short")
     (packet_id,) = struct.unpack_from("!H", body, 0)
-    _, pos = parse_properties(body, 2)
+    pos = parse_properties(body, 2)[1] if level >= MQTT_5 else 2
     return packet_id, list(body[pos:])
 
 

@@ -19,6 +19,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from placewatch.kinds import KINDS, Kind
+from placewatch.mqtt_wire import MQTT_5
+from simulators.wire import broker_protocol
 from storage.registry import DeviceSpec
 
 _SHORT = {
@@ -142,6 +144,9 @@ class ReadingGenerator:
         return body
 
 
+_MAX_UNACKED = 60_000  # below paho's 65,535 message ids
+
+
 class Publisher:
     """QoS 1 publisher that knows when the broker has acknowledged everything it sent."""
 
@@ -156,10 +161,12 @@ class Publisher:
         password: str | None = None,
     ) -> None:
         self.qos = qos
+        # MQTT 5, or 3.1.1 for a broker that refuses 5 (amqtt, the embedded broker).
+        v5 = broker_protocol(host, port, username, password) == MQTT_5
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
         if username:
             self._client.username_pw_set(username, password)
@@ -180,6 +187,12 @@ class Publisher:
             self._cond.notify_all()
 
     def publish(self, topic: str, payload: bytes) -> None:
+        if self.qos > 0:
+            # paho numbers messages 1..65535 and keys its outgoing queue by that number: with
+            # more unacknowledged, a new message would replace an old one, which is never sent.
+            with self._cond:
+                while self._sent - self._acked >= _MAX_UNACKED:
+                    self._cond.wait(1.0)
         self._sent += 1
         self._client.publish(topic, payload, qos=self.qos)
 

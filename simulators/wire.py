@@ -1,14 +1,19 @@
-"""A lean MQTT 5 publisher (QoS 0 or 1) for backfills and load: what paho does per publish costs
-about 140 µs of CPU on a benchmark machine (a core at 7,000 msg/s); this builds each PUBLISH
-in a few lines, writes many per system call, and counts PUBACKs on a reader thread, keeping
-within the broker's Receive Maximum. No reconnection: runs that use it are bounded, and a
-deterministic simulation can simply be run again (ingest drops what it already stored).
+"""A lean MQTT 5 (or 3.1.1) publisher (QoS 0 or 1) for backfills and load: what paho does per
+publish costs about 140 µs of CPU on a benchmark machine (a core at 7,000 msg/s); this builds
+each PUBLISH in a few lines, writes many per system call, and counts PUBACKs on a reader
+thread, keeping within the broker's Receive Maximum. No reconnection: runs that use it are
+bounded, and a deterministic simulation can simply be run again (ingest drops what it already
+stored).
 Long live runs use paho (``simulators.basic.Publisher``), which reconnects.
+
+A broker that refuses MQTT 5 (amqtt, the embedded broker, knows only 3.1.1) is asked again with
+3.1.1 unless a protocol is given; ``broker_protocol`` finds out the same for paho users.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -16,6 +21,56 @@ import time
 from placewatch import mqtt_wire as wire
 
 _FLUSH_BYTES = 64 * 1024
+# 3.1.1 has no Receive Maximum: the window used then, unless ``max_inflight`` gives one. It is
+# Mosquitto's max_inflight_messages in broker/mosquitto.conf (amqtt sets no limit).
+V311_WINDOW = 1000
+
+
+def _connect_packet(
+    client_id: str, level: int, username: str | None, password: str | None
+) -> bytes:
+    """CONNECT with clean start, keep-alive 0 (off) and no properties."""
+    flags = 0x02  # clean start
+    payload = wire.string(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += wire.string(username)
+        if password is not None:
+            flags |= 0x40
+            payload += wire.string(password)
+    body = wire.string("MQTT") + bytes([level, flags, 0, 0])
+    if level >= wire.MQTT_5:
+        body += b"\x00"  # no properties
+    body += payload
+    return b"\x10" + wire.varint(len(body)) + body
+
+
+def broker_protocol(
+    host: str,
+    port: int,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 10.0,
+) -> int:
+    """The protocol level to use with this broker: 5 (``wire.MQTT_5``) unless it refuses MQTT 5
+    as an unacceptable protocol version, then 4 (3.1.1). Connects once with a throwaway clean
+    session (``wire.probe_packet``) to find out."""
+    probe = wire.probe_packet(f"pw-probe-{os.getpid()}", username, password)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(probe)
+        got = b""
+        while len(got) < 4:
+            chunk = sock.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        with contextlib.suppress(OSError):
+            sock.sendall(b"\xe0\x00")
+    if len(got) >= 4 and got[0] & 0xF0 == wire.CONNACK:
+        reason = wire.parse_connack(got[2:4], wire.MQTT_311).reason
+        if reason == 0x84:
+            return wire.MQTT_311
+    return wire.MQTT_5
 
 
 def receive_maximum(props: bytes) -> int:
@@ -35,31 +90,36 @@ class WirePublisher:
         password: str | None = None,
         max_inflight: int | None = None,
         flush_bytes: int = _FLUSH_BYTES,
+        protocol: int | None = None,
     ) -> None:
         """``flush_bytes``: publishes are written once this many bytes wait (one system call
-        for many); 0 sends each at once, for latency measurements."""
+        for many); 0 sends each at once, for latency measurements. ``protocol``: 5 or 4
+        (3.1.1); None tries 5, then 3.1.1 if the broker refuses 5."""
         if qos not in (0, 1):
             raise ValueError("the wire publisher sends QoS 0 or 1")
         self.qos = qos
-        self._sock = socket.create_connection((host, port), timeout=10)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        flags = 0x02  # clean start
-        payload = wire.string(client_id)
-        if username is not None:
-            flags |= 0x80
-            payload += wire.string(username)
-            if password is not None:
-                flags |= 0x40
-                payload += wire.string(password)
-        # Protocol "MQTT" v5, flags, keep-alive 0 (off), no properties.
-        body = wire.string("MQTT") + bytes([5, flags, 0, 0, 0]) + payload
-        self._sock.sendall(b"\x10" + wire.varint(len(body)) + body)
-        self._buf = bytearray()
-        kind, connack = self._read_one()
-        if kind != 0x20 or len(connack) < 2 or connack[1] != 0:
-            code = connack[1] if len(connack) > 1 else None
-            raise ConnectionError(f"broker refused the connection (CONNACK reason {code})")
-        window = receive_maximum(connack[2:])
+        self.level = protocol or wire.MQTT_5
+        while True:
+            self._sock = socket.create_connection((host, port), timeout=10)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock.sendall(_connect_packet(client_id, self.level, username, password))
+            self._buf = bytearray()
+            kind, connack = self._read_one()
+            reason = (
+                wire.parse_connack(connack[:2], wire.MQTT_311).reason
+                if kind == wire.CONNACK and len(connack) >= 2
+                else None
+            )
+            if reason == 0x84 and protocol is None and self.level >= wire.MQTT_5:
+                self._sock.close()
+                self.level = wire.MQTT_311
+                continue
+            if reason != 0:
+                self._sock.close()
+                text = wire.reason_text(reason) if reason is not None else "no CONNACK"
+                raise ConnectionError(f"broker refused the connection (CONNACK {text})")
+            break
+        window = receive_maximum(connack[2:]) if self.level >= wire.MQTT_5 else V311_WINDOW
         self.window = min(window, max_inflight) if max_inflight else window
         self._sock.settimeout(None)
         self._cond = threading.Condition()
@@ -68,6 +128,7 @@ class WirePublisher:
         self._next_id = 0
         self._out = bytearray()
         self._flush_bytes = flush_bytes
+        self._props = b"\x00" if self.level >= wire.MQTT_5 else b""  # PUBLISH: no properties
         self._reader = threading.Thread(target=self._read_acks, daemon=True, name="puback-reader")
         self._reader.start()
 
@@ -131,10 +192,10 @@ class WirePublisher:
             if self._error is not None:
                 raise ConnectionError(f"publisher: {self._error}")
             self._next_id = self._next_id % 65_535 + 1
-            body = wire.string(topic) + self._next_id.to_bytes(2, "big") + b"\x00" + payload
+            body = wire.string(topic) + self._next_id.to_bytes(2, "big") + self._props + payload
             self._out += b"\x32" + wire.varint(len(body)) + body
         else:
-            body = wire.string(topic) + b"\x00" + payload
+            body = wire.string(topic) + self._props + payload
             self._out += b"\x30" + wire.varint(len(body)) + body
         self.sent += 1
         if len(self._out) >= self._flush_bytes:

@@ -8,6 +8,7 @@ from tests.support.traffic import wait_until
 
 
 def test_reconnects_after_broker_restart(pipe: Pipeline) -> None:
+    pipe.broker.require_mosquitto("sessions and queues saved across a broker restart")
     devices = pipe.register(per_kind=2)
     stream = iter(ReadingGenerator(devices, pipe.prefix))
     ingest = pipe.ingest()

@@ -1,5 +1,6 @@
-"""The MQTT consumer against a real Mosquitto (the project's config): delivery, acknowledgement
-after commit, redelivery, the window, reconnection."""
+"""The MQTT consumer against the tests' broker (Mosquitto with the project's config, or the
+embedded amqtt): delivery, acknowledgement after commit, redelivery, the window, reconnection;
+MQTT 5, and MQTT 3.1.1 (chosen by itself with amqtt, pinned here with Mosquitto)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.mqtt import Message, MqttConsumer, MqttOptions
+from placewatch import mqtt_wire as wire
+from simulators.wire import broker_protocol
 from tests.support.broker import Broker
+
+
+def paho_protocol(broker: Broker) -> MQTTProtocolVersion:
+    v5 = broker_protocol(broker.host, broker.port) == wire.MQTT_5
+    return MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
 
 
 @pytest.fixture
@@ -25,13 +33,14 @@ def prefix() -> str:
 
 @pytest.fixture
 def publisher(broker: Broker) -> Iterator[Callable[..., None]]:
-    client = paho.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
-    )
+    protocol = paho_protocol(broker)
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
     client.connect(broker.host, broker.port)
     client.loop_start()
 
     def publish(topic: str, payload: bytes, properties: Properties | None = None) -> None:
+        if protocol != MQTTProtocolVersion.MQTTv5:
+            properties = None  # 3.1.1 has none
         client.publish(topic, payload, qos=1, properties=properties).wait_for_publish(5)
 
     yield publish
@@ -45,7 +54,10 @@ async def consumers(broker: Broker, prefix: str) -> AsyncIterator[Callable[..., 
     client_id = f"pwtest-{uuid.uuid4().hex[:8]}"
 
     def make(
-        receive_maximum: int = 100, max_held_bytes: int = 2**20, keepalive_s: int = 30
+        receive_maximum: int = 100,
+        max_held_bytes: int = 2**20,
+        keepalive_s: int = 30,
+        protocol: int | None = None,
     ) -> MqttConsumer:
         consumer = MqttConsumer(
             MqttOptions(
@@ -57,6 +69,7 @@ async def consumers(broker: Broker, prefix: str) -> AsyncIterator[Callable[..., 
                 receive_maximum=receive_maximum,
                 max_held_bytes=max_held_bytes,
                 keepalive_s=keepalive_s,
+                protocol=protocol,
             ),
             asyncio.get_running_loop(),
         )
@@ -67,13 +80,18 @@ async def consumers(broker: Broker, prefix: str) -> AsyncIterator[Callable[..., 
     yield make
     for consumer in started:
         await consumer.stop()
-    # End the session: a clean start with no expiry discards it.
+    # End the session: a clean start with no expiry (3.1.1: a clean session) discards it.
+    protocol = paho_protocol(broker)
     end = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
+        protocol=protocol,
+        clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
     )
-    end.connect(broker.host, broker.port, clean_start=True)
+    if protocol == MQTTProtocolVersion.MQTTv5:
+        end.connect(broker.host, broker.port, clean_start=True)
+    else:
+        end.connect(broker.host, broker.port)
     end.disconnect()
 
 
@@ -183,6 +201,7 @@ async def test_a_broker_restart_reconnects_and_old_acknowledgements_are_dropped(
     prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    broker.require_mosquitto("sessions saved across a broker restart")
     consumer = consumers(keepalive_s=5)
     await asyncio.wait_for(consumer.subscribed.wait(), 10)
     publisher(f"{prefix}/c1/bin_fill/d1", b"before")
@@ -201,6 +220,101 @@ async def test_a_broker_restart_reconnects_and_old_acknowledgements_are_dropped(
     assert consumer.ack([old]) == 0
     assert consumer.ack([again]) == 1
     assert "session present: True" in caplog.text
+
+
+async def test_mqtt_3_1_1_keeps_the_contract(
+    broker: Broker,
+    consumers: Callable[..., MqttConsumer],
+    publisher: Callable[..., None],
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Pinned to 3.1.1 (with Mosquitto; amqtt gets it anyway): delivery, our own window without
+    Receive Maximum, and redelivery of what was not acknowledged, on the persistent session."""
+    caplog.set_level(logging.INFO, logger="ingest.mqtt")
+    first = consumers(receive_maximum=5, protocol=wire.MQTT_311)
+    await asyncio.wait_for(first.subscribed.wait(), 10)
+    assert first.level == wire.MQTT_311 and "with MQTT 3.1.1" in caplog.text
+    for i in range(12):
+        publisher(f"{prefix}/c1/bin_fill/d{i}", b"%d" % i)
+    await until(lambda: first.held == 5, "a full window")
+    await asyncio.sleep(0.3)
+    assert first.held == 5, "no more than our window before an ack"
+    got = await receive(first, 5)
+    first.ack(got)
+    more = await receive(first, 5)  # the next five, not acknowledged: "not committed"
+    assert [m.payload for m in got + more] == [b"%d" % i for i in range(10)]
+    await first.stop()
+
+    second = consumers(receive_maximum=5, protocol=wire.MQTT_311)
+    again = await receive(second, 5)
+    assert [m.payload for m in again] == [b"%d" % i for i in range(5, 10)]
+    assert all(m.dup for m in again)
+    second.ack(again)
+    rest = await receive(second, 2)
+    assert [m.payload for m in rest] == [b"10", b"11"]
+    second.ack(rest)
+
+
+async def test_a_broker_that_refuses_mqtt_5_is_spoken_to_in_3_1_1() -> None:
+    """What amqtt does, from a fake broker that answers the way it does (CONNACK return code 1
+    and close for MQTT 5), so it is tested whichever broker the tests have."""
+    levels: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readexactly(9)  # fixed header (one length byte), "MQTT", level
+        levels.append(head[8])
+        if levels[-1] == wire.MQTT_5:
+            writer.write(b"\x20\x02\x00\x01")
+            writer.close()
+            return
+        writer.write(b"\x20\x02\x00\x00")  # accepted
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    consumer = MqttConsumer(
+        MqttOptions("127.0.0.1", port, "t", ("p/#",), 60, 10), asyncio.get_running_loop()
+    )
+    consumer.start()
+    try:
+        await until(lambda: wire.MQTT_311 in levels, "a 3.1.1 CONNECT")
+        assert levels[0] == wire.MQTT_5 and consumer.level == wire.MQTT_311
+    finally:
+        await consumer.stop()
+        server.close()
+
+
+async def test_a_real_connect_refused_as_mqtt_5_is_made_again_in_3_1_1() -> None:
+    """A broker that took the probe but refuses the MQTT 5 CONNECT with return code 1 (say, a
+    3.1.1 broker put in place of a 5 one) is spoken to in 3.1.1 at once."""
+    levels: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readexactly(9)
+        levels.append(head[8])
+        probe = len(levels) == 1
+        refuse = head[8] == wire.MQTT_5 and not probe
+        writer.write(b"\x20\x02\x00\x01" if refuse else b"\x20\x03\x00\x00\x00")
+        if refuse or probe:
+            writer.close()
+            return
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    consumer = MqttConsumer(
+        MqttOptions("127.0.0.1", port, "t", ("p/#",), 60, 10), asyncio.get_running_loop()
+    )
+    consumer.start()
+    try:
+        await until(lambda: len(levels) >= 3, "three CONNECTs")
+        assert levels[:3] == [wire.MQTT_5, wire.MQTT_5, wire.MQTT_311]
+    finally:
+        await consumer.stop()
+        server.close()
 
 
 async def test_packets_split_anywhere_by_tcp_are_put_back_together() -> None:
@@ -228,3 +342,16 @@ async def test_packets_split_anywhere_by_tcp_are_put_back_together() -> None:
         ("p/c/bin_fill/b", 2, b"{}"),
     ]
     assert not conn.buffer
+
+
+async def test_3_1_1_publishes_have_no_properties() -> None:
+    from ingest.mqtt import _Connection
+
+    body = b"\x00\x0ep/c/bin_fill/a\x00\x07" + b'{"v": 1}'
+    consumer = MqttConsumer(
+        MqttOptions("127.0.0.1", 1, "t", ("p/#",), 60, 10, protocol=wire.MQTT_311),
+        asyncio.get_running_loop(),
+    )
+    _Connection(consumer).data_received(b"\x32" + wire.varint(len(body)) + body)
+    (got,) = consumer.take(10)
+    assert (got.topic, got.mid, got.payload) == ("p/c/bin_fill/a", 7, b'{"v": 1}')

@@ -1,4 +1,5 @@
-"""The MQTT 5 packet codec, checked against the specification's encodings and paho's."""
+"""The MQTT 5 (and 3.1.1) packet codec, checked against the specifications' encodings and
+paho's."""
 
 from __future__ import annotations
 
@@ -78,3 +79,53 @@ def test_properties_that_overrun_the_packet_are_refused() -> None:
         wire.parse_connack(b"\x00\x00\x05\x13\x00")
     with pytest.raises(wire.ProtocolError, match="unknown property"):
         wire.parse_connack(b"\x00\x00\x02\x7e\x00")
+
+
+def test_a_3_1_1_connect_has_no_properties_and_keeps_the_session() -> None:
+    packet = wire.connect_packet("ingest-1", 30, 86_400, 10_000, "ingest", "pw", wire.MQTT_311)
+    length, pos = wire.read_varint(packet, 1) or (0, 0)
+    body = packet[pos:]
+    assert len(body) == length
+    # level 4; user name, password, no clean session; keep-alive; then the payload at once
+    assert body == b"\x00\x04MQTT\x04\xc0\x00\x1e\x00\x08ingest-1\x00\x06ingest\x00\x02pw"
+
+
+def test_a_3_1_1_subscribe_is_qos_1_without_properties() -> None:
+    packet = wire.subscribe_packet(7, ("a/#",), wire.MQTT_311)
+    assert packet == b"\x82\x08\x00\x07\x00\x03a/#\x01"
+
+
+def test_3_1_1_return_codes_read_as_mqtt_5_reasons() -> None:
+    assert wire.parse_connack(b"\x01\x00", wire.MQTT_311) == wire.Connack(True, 0, None, None)
+    refused = {
+        code: wire.parse_connack(bytes((0, code)), wire.MQTT_311).reason for code in (1, 4, 5)
+    }
+    assert refused == {1: 0x84, 4: 0x86, 5: 0x87}
+    # A 3.1.1-only broker answers our MQTT 5 CONNECT with a 3.1.1 CONNACK: 1 is 0x84 then too.
+    assert wire.reason_text(wire.parse_connack(b"\x00\x01").reason).startswith("unsupported")
+    assert wire.parse_suback(b"\x00\x07\x01\x80", wire.MQTT_311) == (7, [1, 0x80])
+
+
+def test_the_probe_is_mqtt_5_with_clean_start_and_no_properties() -> None:
+    packet = wire.probe_packet("p", "u", "pw")
+    assert packet == b"\x10\x15\x00\x04MQTT\x05\xc2\x00\x00\x00\x00\x01p\x00\x01u\x00\x02pw"
+
+
+@pytest.mark.parametrize(
+    ("setting", "level"), [("5", 5), ("3.1.1", 4), ("auto", None), (" AUTO ", None)]
+)
+def test_protocol_settings(setting: str, level: int | None) -> None:
+    assert wire.protocol_level(setting) == level
+
+
+def test_an_unknown_protocol_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"5, 3\.1\.1 or auto"):
+        wire.protocol_level("3.1")
+
+
+def test_the_wire_publishers_connect_is_whole_in_both_versions() -> None:
+    from simulators.wire import _connect_packet
+
+    assert _connect_packet("p", wire.MQTT_5, "u", "pw") == wire.probe_packet("p", "u", "pw")
+    v311 = _connect_packet("p", wire.MQTT_311, None, None)
+    assert v311 == b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x00\x00\x01p"  # clean session, no props

@@ -13,8 +13,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from placewatch.cli import build_parser
+from placewatch.mqtt_wire import MQTT_5
 from placewatch.settings import Settings
 from simulators.commands import run_scenario_command
+from simulators.wire import broker_protocol
 from tests.support.broker import Broker
 
 Messages = list[tuple[str, bytes]]
@@ -27,7 +29,10 @@ def listening(broker: Broker, topics: list[str]) -> Iterator[Messages]:
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"listener-{uuid.uuid4().hex[:8]}",
-        protocol=MQTTProtocolVersion.MQTTv5,
+        # MQTT 5, or 3.1.1 with the embedded amqtt broker, which knows no other.
+        protocol=MQTTProtocolVersion.MQTTv5
+        if broker_protocol(broker.host, broker.port) == MQTT_5
+        else MQTTProtocolVersion.MQTTv311,
     )
     client.on_message = lambda c, u, m: received.append((m.topic, bytes(m.payload)))
     client.on_subscribe = lambda *args: subscribed.set()
