@@ -95,15 +95,20 @@ from simulators.wire import WirePublisher
 from storage.registry import DeviceSpec
 from teams.config import TeamsFile, apply_teams
 from tests.support.ingest import IngestProcess
-from tests.support.postgres import ADMIN_URL
+from tests.support.postgres import server_url
 from tests.support.traffic import dead_letters, distinct_readings, stored_readings
 
 RULE_ID = "bench-flood-high"
 LEVEL_ABOVE = 1.0
 LEVEL_CLEAR = 0.8
-RULES_YAML = f"""\
+
+
+def threshold_rule_yaml(rule_id: str) -> str:
+    """One threshold rule on every gauge (also the fault suite's): above LEVEL_ABOVE opens, at
+    or below LEVEL_CLEAR clears, at once."""
+    return f"""\
 rules:
-  - id: {RULE_ID}
+  - id: {rule_id}
     kind: threshold
     severity: warning
     select: {{kind: flood_level}}
@@ -112,6 +117,9 @@ rules:
     clear: {LEVEL_CLEAR}
     clear_for: 0s
 """
+
+
+RULES_YAML = threshold_rule_yaml(RULE_ID)
 LIVE_PREFIX = "bench/live"
 LIVE_CLIENT_ID = "bench-alert-ingest"
 PUBLISHER_CLIENT_ID = "bench-alert-publisher"
@@ -1601,7 +1609,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--timeout", type=float, default=300, help="limit for the drain and the catch-up, s (300)"
     )
-    p.add_argument("--admin-url", default=ADMIN_URL, help=f"server to use (default {ADMIN_URL})")
+    p.add_argument(
+        "--admin-url",
+        default=None,
+        help="server to use (default: the test server, tests/support/postgres.py)",
+    )
     p.add_argument("--timescaledb", choices=("auto", "on", "off"), default="auto")
     p.add_argument(
         "--mosquitto-conf",
@@ -1626,6 +1638,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--keep-workdir", action="store_true", help="keep logs and broker data")
     args = p.parse_args(argv)
+    args.admin_url = args.admin_url or server_url()  # resolved here, not on import
     if args.notify_timeout <= 0:
         p.error("--notify-timeout must be positive")
     if args.no_delivery and args.hanging_endpoint:

@@ -67,7 +67,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.chaos_publisher import LEVEL_ABOVE, LEVEL_CLEAR
+from bench.alert_latency import LEVEL_ABOVE, LEVEL_CLEAR, threshold_rule_yaml
 from bench.chaos_receiver import ChaosReceiver
 from bench.drain import RESULTS, ROOT, BenchError, host_info, metric_sums, run_bench
 from notify.signing import new_secret
@@ -98,17 +98,7 @@ COMPONENTS = (
 )
 COUNCIL = "chaos"
 RULE_ID = "chaos-flood-high"
-RULES_YAML = f"""\
-rules:
-  - id: {RULE_ID}
-    kind: threshold
-    severity: warning
-    select: {{kind: flood_level}}
-    field: level_m
-    above: {LEVEL_ABOVE}
-    clear: {LEVEL_CLEAR}
-    clear_for: 0s
-"""
+RULES_YAML = threshold_rule_yaml(RULE_ID)
 TEAM = "chaos-flood-ops"
 HOOK = "chaos-receiver"
 SECRET_ENV = "PLACEWATCH_CHAOS_WEBHOOK_SECRET"
@@ -317,12 +307,8 @@ class ChaosBench:
             self.stop_phase_processes(self.phase)
         if self.ballast is not None:
             self.ballast.unlink(missing_ok=True)
-        if self.broker is not None and self.broker.process is not None:
-            try:
-                self.broker.stop()
-            except subprocess.TimeoutExpired:
-                self.broker.process.kill()
-                self.broker.process.wait(5)
+        if self.broker is not None:
+            self.broker.stop()  # SIGTERM, then SIGKILL if it takes longer
         if self.cluster is not None:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self.cluster.stop()

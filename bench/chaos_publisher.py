@@ -33,9 +33,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from placewatch.kinds import Kind
 from simulators.basic import ReadingGenerator, fleet
 
-LEVEL_ABOVE = 1.0
-LEVEL_CLEAR = 0.8
-
 _stop = threading.Event()
 
 

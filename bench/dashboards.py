@@ -69,7 +69,12 @@ from dashboards.run import (
 )
 from storage.migrate import Flavour, migrate
 from storage.rollups import ROLLUPS, refresh_sync
-from tests.support.postgres import ADMIN_URL, create_database, drop_database, grafana_login_url
+from tests.support.postgres import (
+    create_database,
+    drop_database,
+    grafana_login_url,
+    server_url,
+)
 
 COUNCIL = "benchc"
 COUNCIL_NAME = "Bench Council"
@@ -1119,7 +1124,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--days", type=int, default=30, help="days of readings up to now (30)")
     p.add_argument("--repeat", type=int, default=20, help="timed runs per panel (20)")
     p.add_argument("--range", default="7d", help="dashboard time range, like 7d, 24h or 90m (7d)")
-    p.add_argument("--admin-url", default=ADMIN_URL, help=f"server to use (default {ADMIN_URL})")
+    p.add_argument(
+        "--admin-url",
+        default=None,
+        help="server to use (default: the test server, tests/support/postgres.py)",
+    )
     p.add_argument("--timescaledb", choices=("auto", "on", "off"), default="auto")
     p.add_argument(
         "--explain",
@@ -1138,6 +1147,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--output", default=None, help="results file (default bench/results/dashboards-<UTC>.json)"
     )
     args = p.parse_args(argv)
+    args.admin_url = args.admin_url or server_url()  # resolved here, not on import
     if args.days < 1 or args.repeat < 1:
         p.error("--days and --repeat must be at least 1")
     try:

@@ -61,7 +61,7 @@ from storage.migrate import migrate
 from tests.support import broker as broker_support
 from tests.support.broker import Broker, free_port
 from tests.support.ingest import IngestProcess
-from tests.support.postgres import ADMIN_URL, create_database, drop_database
+from tests.support.postgres import create_database, drop_database, server_url
 from tests.support.traffic import dead_letters, distinct_readings, register_fleet, stored_readings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1296,7 +1296,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="MQTT 5 Receive Maximum for the raw mosquitto_sub (default: its own)",
     )
-    p.add_argument("--admin-url", default=ADMIN_URL, help=f"server to use (default {ADMIN_URL})")
+    p.add_argument(
+        "--admin-url",
+        default=None,
+        help="server to use (default: the test server, tests/support/postgres.py)",
+    )
     p.add_argument("--timescaledb", choices=("auto", "on", "off"), default="auto")
     p.add_argument(
         "--mosquitto-conf",
@@ -1308,6 +1312,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--output", default=None, help="result file (default bench/results/drain-<time>.json)"
     )
     args = p.parse_args(argv)
+    args.admin_url = args.admin_url or server_url()  # resolved here, not on import
     if args.messages < 1 or args.repeat < 1 or args.naive_messages < 1:
         p.error("--messages, --repeat and --naive-messages must be at least 1")
     return args
