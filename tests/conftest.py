@@ -16,11 +16,19 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from placewatch.embedded.resolve import _redact
 from storage.migrate import Flavour, migrate
 from tests.support.broker import Broker, free_port
 from tests.support.ingest import IngestProcess
 from tests.support.pipeline import Pipeline
-from tests.support.postgres import ADMIN_URL, create_database, drop_database, timescaledb_ready
+from tests.support.postgres import (
+    ADMIN_URL,
+    create_database,
+    drop_database,
+    server_source,
+    stop_server,
+    timescaledb_ready,
+)
 
 _TS_READY, _TS_WHY = timescaledb_ready()
 FLAVOURS = [Flavour.POSTGRES, *([Flavour.TIMESCALEDB] if _TS_READY else [])]
@@ -29,9 +37,14 @@ FLAVOURS = [Flavour.POSTGRES, *([Flavour.TIMESCALEDB] if _TS_READY else [])]
 def pytest_report_header(config: pytest.Config) -> list[str]:
     ran = ", ".join(f.value for f in FLAVOURS)
     return [
-        f"placewatch storage flavours under test: {ran} (server {ADMIN_URL})",
+        f"placewatch storage flavours under test: {ran} "
+        f"(server {_redact(ADMIN_URL)}, {server_source()})",
         f"timescaledb: {'yes' if _TS_READY else 'no'} - {_TS_WHY}",
     ]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_server()  # an embedded test server, if this run started one
 
 
 def pytest_configure(config: pytest.Config) -> None:
