@@ -5,6 +5,8 @@ data set with its report, JSON and plot."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -29,6 +31,17 @@ def default_care_rules() -> list[CareRule]:
 def simulated(days: int = 42) -> HomeLog:
     home = Resident(date(2025, 3, 3), days, seed=5)
     return HomeLog.build("sim-1", LONDON, home.events(), heartbeat=True, source=Path("simulated"))
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """``main`` sets up logging to the stderr pytest captures for this test; put the handlers
+    back, or later log records (at the end of the run) go to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_the_harness_measures_a_regular_resident_as_the_targets_expect() -> None:
