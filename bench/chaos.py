@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import pwd
@@ -83,6 +82,7 @@ from placewatch.kinds import KINDS
 from storage.migrate import migrate
 from teams.config import TeamsFile, apply_teams
 from tests.support.ingest import IngestProcess
+from tests.support.postgres import pg_bindir
 from tests.support.traffic import register_fleet
 
 COMPONENTS = (
@@ -121,18 +121,6 @@ def _now() -> float:
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
-
-
-def pg_bindir() -> Path | None:
-    """Where initdb and pg_ctl are (pg_config's bindir, else the newest Debian one)."""
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
-        candidate = Path(out.stdout.strip())
-        if (candidate / "initdb").exists():
-            return candidate
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
 
 
 @dataclass

@@ -121,7 +121,7 @@ def grafana_login_url(url: str, admin_url: str | None = None) -> str:
     return make_conninfo(url, user=GRAFANA_LOGIN, password=GRAFANA_PASSWORD)
 
 
-def _pg_bindir() -> Path | None:
+def pg_bindir() -> Path | None:
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
@@ -153,7 +153,7 @@ class PrivateCluster:
 
     @classmethod
     def available(cls) -> Path | None:
-        return _pg_bindir()
+        return pg_bindir()
 
     def _run(self, *args: str) -> None:
         """Run ``initdb``/``pg_ctl`` with a time limit; a failure carries their stderr."""
