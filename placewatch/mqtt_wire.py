@@ -134,15 +134,22 @@ def connect_packet(
     return _packet(CONNECT, body)
 
 
-def probe_packet(client_id: str, username: str | None = None, password: str | None = None) -> bytes:
-    """An MQTT 5 CONNECT with clean start and no properties, to learn which protocol a broker
-    speaks: a 3.1.1-only broker answers CONNACK return code 1, "unacceptable protocol version".
+def probe_packet(
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+    level: int = MQTT_5,
+) -> bytes:
+    """A CONNECT with clean start, keep-alive 0 and no properties: the publishers' and the
+    probes'. At MQTT 5 it tells which protocol a broker speaks: a 3.1.1-only broker answers
+    CONNACK return code 1, "unacceptable protocol version".
 
     Not our real CONNECT: amqtt reads a CONNECT field by field as 3.1.1 before it checks the
     level, takes the properties' first bytes for the client id's length and waits for that many
     bytes (about 2 kB for ours) that never come. With no properties it reads to the end."""
     flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = string("MQTT") + bytes((MQTT_5, flags, 0, 0, 0)) + string(client_id)
+    no_properties = b"\x00" if level >= MQTT_5 else b""
+    body = string("MQTT") + bytes((level, flags, 0, 0)) + no_properties + string(client_id)
     if username is not None:
         body += string(username)
     if password is not None:

@@ -26,25 +26,6 @@ _FLUSH_BYTES = 64 * 1024
 V311_WINDOW = 1000
 
 
-def _connect_packet(
-    client_id: str, level: int, username: str | None, password: str | None
-) -> bytes:
-    """CONNECT with clean start, keep-alive 0 (off) and no properties."""
-    flags = 0x02  # clean start
-    payload = wire.string(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += wire.string(username)
-        if password is not None:
-            flags |= 0x40
-            payload += wire.string(password)
-    body = wire.string("MQTT") + bytes([level, flags, 0, 0])
-    if level >= wire.MQTT_5:
-        body += b"\x00"  # no properties
-    body += payload
-    return b"\x10" + wire.varint(len(body)) + body
-
-
 def broker_protocol(
     host: str,
     port: int,
@@ -102,7 +83,7 @@ class WirePublisher:
         while True:
             self._sock = socket.create_connection((host, port), timeout=10)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock.sendall(_connect_packet(client_id, self.level, username, password))
+            self._sock.sendall(wire.probe_packet(client_id, username, password, self.level))
             self._buf = bytearray()
             kind, connack = self._read_one()
             reason = (

@@ -56,11 +56,6 @@ def database_refusal(url: str, timeout: int = 3) -> str | None:
     return None
 
 
-def _connect_packet_311(client_id: str) -> bytes:
-    body = wire.string("MQTT") + bytes((wire.MQTT_311, 0x02, 0, 0)) + wire.string(client_id)
-    return bytes((wire.CONNECT, len(body))) + body
-
-
 def _connack(host: str, port: int, packet: bytes, timeout: float) -> int | None:
     """Send a CONNECT; the CONNACK's reason code (3.1.1 codes as MQTT 5's), None if none."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -86,7 +81,9 @@ def broker_refusal(host: str, port: int, timeout: float = 3.0) -> str | None:
     try:
         reason = _connack(host, port, wire.probe_packet(client_id), timeout)
         if reason == 0x84:  # unsupported protocol version: a 3.1.1 broker
-            reason = _connack(host, port, _connect_packet_311(client_id), timeout)
+            reason = _connack(
+                host, port, wire.probe_packet(client_id, level=wire.MQTT_311), timeout
+            )
     except OSError as exc:
         return f"no connection ({exc.strerror or exc})"
     if reason is None:

@@ -19,10 +19,11 @@ from standardwebhooks.webhooks import Webhook
 from bench import chaos
 from bench.chaos_receiver import ChaosReceiver
 from notify.signing import new_secret
+from tests.support.postgres import pg_bindir
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(chaos.pg_bindir() is None, reason="no initdb/pg_ctl")
+@pytest.mark.skipif(pg_bindir() is None, reason="no initdb/pg_ctl")
 @pytest.mark.skipif(
     shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
     reason="no mosquitto",

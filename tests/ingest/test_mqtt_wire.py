@@ -123,9 +123,9 @@ def test_an_unknown_protocol_setting_is_refused() -> None:
         wire.protocol_level("3.1")
 
 
-def test_the_wire_publishers_connect_is_whole_in_both_versions() -> None:
-    from simulators.wire import _connect_packet
-
-    assert _connect_packet("p", wire.MQTT_5, "u", "pw") == wire.probe_packet("p", "u", "pw")
-    v311 = _connect_packet("p", wire.MQTT_311, None, None)
+def test_the_clean_connect_is_whole_in_both_versions() -> None:
+    """The publishers' and probes' CONNECT: its length counts the payload too."""
+    v5 = wire.probe_packet("p", "u", "pw")
+    assert v5 == b"\x10\x15\x00\x04MQTT\x05\xc2\x00\x00\x00\x00\x01p\x00\x01u\x00\x02pw"
+    v311 = wire.probe_packet("p", level=wire.MQTT_311)
     assert v311 == b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x00\x00\x01p"  # clean session, no props

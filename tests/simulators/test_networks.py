@@ -23,8 +23,9 @@ from tests.support.broker import Broker
 from tests.support.ingest import IngestProcess
 from tests.support.postgres import create_database, drop_database
 
-# One absolute window for both runs (a relative start would differ by the seconds between them).
-START = (datetime.now(UTC) - timedelta(hours=30)).replace(minute=0, second=0, microsecond=0)
+# One absolute window for both runs (a relative start would differ by the seconds between them),
+# in the daytime whenever the test runs: a night's six hours carry fewer readings than it needs.
+START = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0) - timedelta(days=2)
 WINDOW = ["--start", START.isoformat(), "--until", "+6h", "--seed", "4", "--no-progress"]
 Rows = dict[str, list[tuple[Any, ...]]]
 QUERIES = {
