@@ -251,7 +251,7 @@ def test_demo_delivers_signed_webhooks_and_stops_cleanly(
         "PLACEWATCH_MQTT_HOST": broker.host,
         "PLACEWATCH_MQTT_PORT": str(broker.port),
     }
-    duration = 110
+    duration = 70  # the backfill (over 100,000 readings) and the first street alerts: 20-40 s
     started = time.monotonic()
     command = ["demo", "--duration", str(duration), "--workdir", str(workdir)]
     out = subprocess.run(
