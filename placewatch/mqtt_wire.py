@@ -15,6 +15,8 @@ drops it), and CONNACK and SUBACK carry 3.1.1 return codes, which ``parse_connac
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -248,3 +250,22 @@ def parse_suback(body: bytes, level: int = MQTT_5) -> tuple[int, list[int]]:
 def parse_disconnect(body: bytes) -> int:
     """The broker's reason for closing (0 when it gave none)."""
     return body[0] if body else 0
+
+
+def connack_reason(host: str, port: int, packet: bytes, timeout: float) -> int | None:
+    """Send one CONNECT (``probe_packet``) on a connection of its own and disconnect: the
+    CONNACK's reason code (3.1.1 return codes as MQTT 5's), None if no CONNACK came. Blocking:
+    for probes before a client starts, not for the event loop."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(packet)
+        got = b""
+        while len(got) < 4:
+            chunk = sock.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        with contextlib.suppress(OSError):
+            sock.sendall(DISCONNECT_PACKET)
+    if len(got) < 4 or got[0] & 0xF0 != CONNACK:
+        return None
+    return parse_connack(got[2:4], MQTT_311).reason

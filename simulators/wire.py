@@ -37,20 +37,8 @@ def broker_protocol(
     as an unacceptable protocol version, then 4 (3.1.1). Connects once with a throwaway clean
     session (``wire.probe_packet``) to find out."""
     probe = wire.probe_packet(f"pw-probe-{os.getpid()}", username, password)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(probe)
-        got = b""
-        while len(got) < 4:
-            chunk = sock.recv(64)
-            if not chunk:
-                break
-            got += chunk
-        with contextlib.suppress(OSError):
-            sock.sendall(b"\xe0\x00")
-    if len(got) >= 4 and got[0] & 0xF0 == wire.CONNACK:
-        reason = wire.parse_connack(got[2:4], wire.MQTT_311).reason
-        if reason == 0x84:
-            return wire.MQTT_311
+    if wire.connack_reason(host, port, probe, timeout) == 0x84:
+        return wire.MQTT_311
     return wire.MQTT_5
 
 

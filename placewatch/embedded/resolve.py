@@ -16,7 +16,6 @@ Each choice is logged with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -56,32 +55,14 @@ def database_refusal(url: str, timeout: int = 3) -> str | None:
     return None
 
 
-def _connack(host: str, port: int, packet: bytes, timeout: float) -> int | None:
-    """Send a CONNECT; the CONNACK's reason code (3.1.1 codes as MQTT 5's), None if none."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(packet)
-        got = b""
-        while len(got) < 4:
-            chunk = sock.recv(64)
-            if not chunk:
-                break
-            got += chunk
-        with contextlib.suppress(OSError):
-            sock.sendall(wire.DISCONNECT_PACKET)
-    if len(got) < 4 or got[0] & 0xF0 != wire.CONNACK:
-        return None
-    return wire.parse_connack(got[2:4], wire.MQTT_311).reason
-
-
 def broker_refusal(host: str, port: int, timeout: float = 3.0) -> str | None:
     """None if the MQTT broker on ``host:port`` accepts an anonymous CONNECT (MQTT 5, else
     3.1.1 for a broker that knows only that); else why not (one line)."""
     client_id = f"pw-probe-{os.getpid()}"
     try:
-        reason = _connack(host, port, wire.probe_packet(client_id), timeout)
+        reason = wire.connack_reason(host, port, wire.probe_packet(client_id), timeout)
         if reason == 0x84:  # unsupported protocol version: a 3.1.1 broker
-            reason = _connack(
+            reason = wire.connack_reason(
                 host, port, wire.probe_packet(client_id, level=wire.MQTT_311), timeout
             )
     except OSError as exc:
